@@ -1,0 +1,314 @@
+//! Every rejection, and the ONE place that maps it to what the client sees.
+//!
+//! Each control has its own error type; [`Rejection`] wraps them, and [`Rejection::mapping`] is
+//! an exhaustive match (no catch-all) giving the HTTP status, the JSON-RPC code, the stable
+//! MCP code, a generic client message, and the control/reason pair written to the audit trail.
+//! The client never sees the details; the audit record and the log do.
+
+use http::StatusCode;
+
+use crate::audit::AuditUnavailable;
+use crate::controls::authn::AuthnError;
+use crate::controls::body::BodyError;
+use crate::controls::origin::OriginError;
+use crate::controls::session::SessionError;
+use crate::proto::codes::rpc;
+use crate::proto::json::JsonError;
+use crate::proto::{EnvelopeError, McpCode};
+use crate::upstream::{ResponseError, UpstreamError};
+
+/// Why a request was not (fully) served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No MCP route at this path.
+    #[error("no route")]
+    NoRoute,
+    /// HTTP method not supported on the route.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The audit writer could not take a record in time.
+    #[error(transparent)]
+    Audit(#[from] AuditUnavailable),
+    /// Host/Origin check.
+    #[error(transparent)]
+    Origin(#[from] OriginError),
+    /// Authentication.
+    #[error(transparent)]
+    Authn(#[from] AuthnError),
+    /// Reading the body.
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// JSON-RPC envelope.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// Session binding.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// Calling the upstream.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The upstream's answer.
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+}
+
+/// What a rejection looks like on the wire and in the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// JSON-RPC error code.
+    pub rpc: i64,
+    /// Stable error code in `error.data.code`.
+    pub code: McpCode,
+    /// Generic message for the client.
+    pub message: &'static str,
+    /// The control that decided (audit `control`).
+    pub control: &'static str,
+    /// Its reason code (audit `reason`).
+    pub reason: &'static str,
+    /// Upstream-side failures of a request are answered in-band (HTTP 200 with the JSON-RPC error)
+    /// so clients see an error for that request instead of a failed transport.
+    pub in_band: bool,
+}
+
+const fn m(
+    status: StatusCode,
+    rpc: i64,
+    code: McpCode,
+    message: &'static str,
+    control: &'static str,
+    reason: &'static str,
+) -> Mapping {
+    Mapping {
+        status,
+        rpc,
+        code,
+        message,
+        control,
+        reason,
+        in_band: false,
+    }
+}
+
+const fn upstream(
+    status: StatusCode,
+    code: McpCode,
+    message: &'static str,
+    reason: &'static str,
+) -> Mapping {
+    Mapping {
+        status,
+        rpc: rpc::INTERNAL_ERROR,
+        code,
+        message,
+        control: "upstream",
+        reason,
+        in_band: true,
+    }
+}
+
+impl Rejection {
+    /// The one mapping table. Documented in README.md ("Errors").
+    pub fn mapping(&self) -> Mapping {
+        use McpCode as C;
+        use StatusCode as S;
+        let invalid = |reason| {
+            m(
+                S::BAD_REQUEST,
+                rpc::INVALID_REQUEST,
+                C::InvalidArgs,
+                "Invalid request",
+                "envelope",
+                reason,
+            )
+        };
+        match self {
+            Rejection::NoRoute => m(
+                S::NOT_FOUND,
+                rpc::METHOD_NOT_FOUND,
+                C::NoHandler,
+                "Not found",
+                "route",
+                "no_route",
+            ),
+            Rejection::MethodNotAllowed => m(
+                S::METHOD_NOT_ALLOWED,
+                rpc::SERVER_ERROR,
+                C::NoHandler,
+                "Method not allowed",
+                "route",
+                "method_not_allowed",
+            ),
+            Rejection::Audit(AuditUnavailable) => m(
+                S::SERVICE_UNAVAILABLE,
+                rpc::SERVER_ERROR,
+                C::Internal,
+                "Service busy",
+                "audit",
+                "audit_queue_full",
+            ),
+            Rejection::Origin(e) => {
+                let reason = match e {
+                    OriginError::Foreign => "foreign_origin",
+                    OriginError::Null => "null_origin",
+                    OriginError::Duplicate => "duplicate_origin",
+                    OriginError::ForeignHost => "foreign_host",
+                    OriginError::BadHost => "bad_host",
+                };
+                m(
+                    S::FORBIDDEN,
+                    rpc::SERVER_ERROR,
+                    C::Unauthorized,
+                    "Forbidden",
+                    "origin",
+                    reason,
+                )
+            }
+            Rejection::Authn(e) => match e {
+                AuthnError::CredentialInQuery => m(
+                    S::BAD_REQUEST,
+                    rpc::SERVER_ERROR,
+                    C::Unauthorized,
+                    "Credentials are not accepted in the URL",
+                    "authn",
+                    "credential_in_query",
+                ),
+            },
+            Rejection::Body(e) => match e {
+                BodyError::TooLarge(_) => m(
+                    S::PAYLOAD_TOO_LARGE,
+                    rpc::INVALID_REQUEST,
+                    C::PayloadTooLarge,
+                    "Payload too large",
+                    "body",
+                    "too_large",
+                ),
+                BodyError::Encoded => m(
+                    S::UNSUPPORTED_MEDIA_TYPE,
+                    rpc::INVALID_REQUEST,
+                    C::InvalidArgs,
+                    "Content encoding not supported",
+                    "body",
+                    "content_encoding",
+                ),
+                BodyError::Read(_) => m(
+                    S::BAD_REQUEST,
+                    rpc::PARSE_ERROR,
+                    C::InvalidArgs,
+                    "Invalid request body",
+                    "body",
+                    "read_error",
+                ),
+            },
+            Rejection::Envelope(e) => match e {
+                EnvelopeError::Json(j) => match j {
+                    JsonError::Utf8 => m(
+                        S::BAD_REQUEST,
+                        rpc::PARSE_ERROR,
+                        C::InvalidArgs,
+                        "Parse error",
+                        "envelope",
+                        "invalid_utf8",
+                    ),
+                    JsonError::Syntax(_) => m(
+                        S::BAD_REQUEST,
+                        rpc::PARSE_ERROR,
+                        C::InvalidArgs,
+                        "Parse error",
+                        "envelope",
+                        "invalid_json",
+                    ),
+                    JsonError::TooDeep(_) => invalid("too_deep"),
+                    JsonError::DuplicateKey(_) => invalid("duplicate_key"),
+                    JsonError::CaseVariantKey(_) => invalid("case_variant_key"),
+                    JsonError::NotAnObject => invalid("not_an_object"),
+                    JsonError::Array => invalid("batch"),
+                },
+                EnvelopeError::Version => invalid("jsonrpc_version"),
+                EnvelopeError::BadId => invalid("bad_id"),
+                EnvelopeError::BadMethod => invalid("bad_method"),
+                EnvelopeError::BadParams => invalid("bad_params"),
+                EnvelopeError::ResultAndError => invalid("result_and_error"),
+                EnvelopeError::Unclassifiable => invalid("unclassifiable"),
+            },
+            Rejection::Session(e) => match e {
+                SessionError::Missing => m(
+                    S::BAD_REQUEST,
+                    rpc::SERVER_ERROR,
+                    C::InvalidArgs,
+                    "Bad Request: session id required",
+                    "session",
+                    "missing",
+                ),
+                SessionError::Unknown => m(
+                    S::NOT_FOUND,
+                    rpc::SERVER_ERROR,
+                    C::Unauthorized,
+                    "Session not found",
+                    "session",
+                    "unknown",
+                ),
+                SessionError::OtherPrincipal => m(
+                    S::NOT_FOUND,
+                    rpc::SERVER_ERROR,
+                    C::Unauthorized,
+                    "Session not found",
+                    "session",
+                    "other_principal",
+                ),
+                SessionError::OtherRoute => m(
+                    S::NOT_FOUND,
+                    rpc::SERVER_ERROR,
+                    C::Unauthorized,
+                    "Session not found",
+                    "session",
+                    "other_route",
+                ),
+                SessionError::InitializeInSession => m(
+                    S::BAD_REQUEST,
+                    rpc::INVALID_REQUEST,
+                    C::InvalidArgs,
+                    "Bad Request: initialize must not carry a session id",
+                    "session",
+                    "initialize_in_session",
+                ),
+            },
+            Rejection::Upstream(e) => match e {
+                UpstreamError::Unreachable(_) => upstream(
+                    S::BAD_GATEWAY,
+                    C::BackendUnavailable,
+                    "Upstream unavailable",
+                    "unreachable",
+                ),
+                UpstreamError::Timeout => upstream(
+                    S::GATEWAY_TIMEOUT,
+                    C::Timeout,
+                    "Upstream timeout",
+                    "timeout",
+                ),
+            },
+            Rejection::Response(e) => match e {
+                ResponseError::Protocol(_) => upstream(
+                    S::BAD_GATEWAY,
+                    C::BackendUnavailable,
+                    "Upstream error",
+                    "protocol_error",
+                ),
+                ResponseError::TooLarge => upstream(
+                    S::BAD_GATEWAY,
+                    C::BackendUnavailable,
+                    "Upstream error",
+                    "response_too_large",
+                ),
+                ResponseError::Read(_) => upstream(
+                    S::BAD_GATEWAY,
+                    C::BackendUnavailable,
+                    "Upstream error",
+                    "read_error",
+                ),
+            },
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Assembly: the gateway's shared state, the pipeline, the listener and the operational endpoints.
+
+pub mod body;
+pub mod error;
+mod ops;
+pub use ops::LATENCY_BUCKETS;
+pub mod pipeline;
+pub mod server;
+mod trace;
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::audit::AuditHandle;
+use crate::config::Config;
+use crate::controls::authn::Authenticator;
+use crate::controls::origin::OriginGuard;
+use crate::controls::session::SessionStore;
+use crate::upstream::Upstream;
+
+/// Everything a request needs, built once at start-up and shared immutably (interior state only
+/// in the session store and the audit queue).
+#[derive(Debug)]
+pub struct Gateway {
+    /// Validated configuration.
+    pub config: Config,
+    /// Upstreams; a route's index is its position.
+    pub routes: Vec<Upstream>,
+    /// Host/Origin checks.
+    pub origin: OriginGuard,
+    /// Authentication.
+    pub authn: Authenticator,
+    /// Downstream sessions.
+    pub sessions: SessionStore,
+    /// Audit queue.
+    pub audit: AuditHandle,
+    /// Prometheus renderer.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl Gateway {
+    /// The route index for `/mcp/{name}`.
+    pub fn route(&self, path: &str) -> Option<usize> {
+        let name = path.strip_prefix("/mcp/")?;
+        self.routes.iter().position(|u| u.name == name)
+    }
+}
+
+/// Shared handle to the gateway.
+pub type Shared = Arc<Gateway>;

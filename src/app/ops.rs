@@ -1,0 +1,104 @@
+//! Operational endpoints and request metrics.
+//!
+//! `/healthz`: the process is up. `/readyz`: every upstream answers HTTP. `/metrics`: Prometheus
+//! text. They pass the same Host/Origin check as MCP traffic but are not audited.
+
+use std::time::Duration;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+
+use super::body::{self, Body};
+use super::Shared;
+use crate::audit::AuditRecord;
+
+/// JSON-RPC methods used as metric labels; anything else is `other`, so clients cannot create
+/// unbounded label sets.
+const METHOD_LABELS: &[&str] = &[
+    "initialize",
+    "notifications/initialized",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "server/discover",
+];
+
+/// Histogram buckets (seconds) for request latency.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Records request metrics from a finished audit record.
+pub(crate) fn observe(r: &AuditRecord, elapsed: Duration) {
+    let method = r
+        .rpc_method
+        .as_deref()
+        .and_then(|m| METHOD_LABELS.iter().find(|k| **k == m))
+        .copied()
+        .unwrap_or("other");
+    let upstream = r.upstream.clone().unwrap_or_default();
+    metrics::counter!("palisade_requests_total",
+        "upstream" => upstream.clone(), "method" => method, "decision" => r.decision.as_str(), "status" => r.status.to_string())
+    .increment(1);
+    metrics::histogram!("palisade_request_duration_seconds", "upstream" => upstream)
+        .record(elapsed.as_secs_f64());
+}
+
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    s: impl Into<bytes::Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(body::full(s));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Answers an operational endpoint, or `None` for anything else.
+pub(crate) async fn serve<B>(gw: &Shared, req: &Request<B>) -> Option<Response<Body>> {
+    let path = req.uri().path();
+    if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return None;
+    }
+    if gw.origin.check(req.headers(), req.uri()).is_err() {
+        return Some(text(StatusCode::FORBIDDEN, "text/plain", "forbidden\n"));
+    }
+    Some(match path {
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" => {
+            let mut lines = String::new();
+            let mut ready = true;
+            for u in &gw.routes {
+                let ok = u.probe().await;
+                ready &= ok;
+                lines.push_str(&format!(
+                    "{} {}\n",
+                    u.name,
+                    if ok { "ok" } else { "unreachable" }
+                ));
+            }
+            text(
+                if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                "text/plain",
+                lines,
+            )
+        }
+        _ => {
+            metrics::gauge!("palisade_audit_queue_depth").set(gw.audit.depth() as f64);
+            metrics::gauge!("palisade_sessions").set(gw.sessions.len() as f64);
+            let rendered = gw.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+            text(StatusCode::OK, "text/plain; version=0.0.4", rendered)
+        }
+    })
+}

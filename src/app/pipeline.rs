@@ -1,0 +1,430 @@
+//! The request pipeline, in order, in one place.
+//!
+//! ```text
+//! request ─▶ audit slot ─▶ route ─▶ origin/host ─▶ authenticate ─▶ body+envelope ─▶ session
+//!         ─▶ [authorize · admit · validate: later issues] ─▶ upstream ─▶ response checks ─▶ audit
+//! ```
+//! Each step takes what the previous one produced (`Principal`, `Envelope`, `SessionCtx`), so
+//! the order is enforced by the types. Every rejection is a control's own error, mapped once in
+//! [`super::error`], and every request — allowed or denied — ends in exactly one audit record.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::body::{self, Body};
+use super::error::Rejection;
+use super::trace::Trace;
+use super::{ops, Shared};
+use crate::audit::Decision;
+use crate::controls::authn::Principal;
+use crate::controls::session::{Binding, SessionError};
+use crate::controls::{body as request_body, session};
+use crate::proto::{codes, Envelope, Id, Kind};
+use crate::upstream::{self, RelayEnd};
+
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
+/// What the MCP pipeline produced.
+enum Outcome {
+    /// A complete response and its body size.
+    Done(Response<Body>, u64),
+    /// An upstream SSE stream to relay; the audit record is written when it ends.
+    Stream {
+        parts: http::response::Parts,
+        upstream: Incoming,
+        id: Option<Id>,
+    },
+}
+
+/// The session situation of a POST.
+enum SessionCtx {
+    /// A live session of this principal on this route.
+    Bound(Binding),
+    /// `initialize` without a session: one is minted when the upstream accepts it.
+    New,
+    /// A 2026-07-28 (stateless) request: no session at all.
+    Stateless,
+}
+
+impl SessionCtx {
+    fn upstream_id(&self) -> Option<&HeaderValue> {
+        match self {
+            SessionCtx::Bound(b) => b.upstream_id.as_ref(),
+            SessionCtx::New | SessionCtx::Stateless => None,
+        }
+    }
+}
+
+/// Serves one HTTP request.
+pub async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    // Operational endpoints (/healthz, /readyz, /metrics) are not MCP traffic.
+    if let Some(resp) = ops::serve(&gw, &req).await {
+        return resp;
+    }
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let mut trace = Trace::new(&request_id, req.method().as_str(), peer);
+    // 0. Audit slot first: when the trail cannot keep up, wait (bounded) before doing any work,
+    //    and refuse rather than serve a request that could not be recorded.
+    let slot = match gw.audit.reserve().await {
+        Ok(slot) => slot,
+        Err(e) => {
+            tracing::error!(target: "palisade::audit", request_id, "audit queue full: request refused unrecorded");
+            return reject(&Rejection::Audit(e), None, &request_id).0;
+        }
+    };
+    let mut id = None;
+    match mcp(&gw, req, peer, &mut trace, &mut id).await {
+        Ok(Outcome::Done(resp, n)) => {
+            slot.write(trace.finish(
+                Decision::Allow,
+                "upstream",
+                "ok",
+                resp.status().as_u16(),
+                None,
+                n,
+            ));
+            resp
+        }
+        Ok(Outcome::Stream {
+            mut parts,
+            upstream,
+            id,
+        }) => {
+            parts.headers.insert(
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            );
+            let status = parts.status.as_u16();
+            let limits = &gw.config.limits;
+            let body = upstream::relay_sse(
+                upstream,
+                id,
+                request_id,
+                gw.config.sessions.sse_keepalive,
+                limits.max_response_bytes,
+                limits.max_json_depth,
+                move |s| {
+                    let (reason, code) = match s.end {
+                        RelayEnd::Complete => ("ok", None),
+                        RelayEnd::ClientGone => ("client_gone", None),
+                        RelayEnd::UpstreamFailed => ("upstream_failed_mid_stream", Some("MCP-003")),
+                        RelayEnd::ProtocolError => ("protocol_error", Some("MCP-003")),
+                    };
+                    slot.write(trace.finish(
+                        Decision::Allow,
+                        "upstream",
+                        reason,
+                        status,
+                        code,
+                        s.bytes_out,
+                    ));
+                },
+            );
+            Response::from_parts(parts, body)
+        }
+        Err(rej) => {
+            let (resp, n) = reject(&rej, id.as_ref(), &request_id);
+            let m = rej.mapping();
+            // Details go to the log and the audit record, never to the client.
+            tracing::info!(target: "palisade::deny", request_id, control = m.control, reason = m.reason, detail = %rej, "request refused");
+            let decision = if m.in_band {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            };
+            slot.write(trace.finish(
+                decision,
+                m.control,
+                m.reason,
+                resp.status().as_u16(),
+                Some(m.code.as_str()),
+                n,
+            ));
+            resp
+        }
+    }
+}
+
+/// The MCP pipeline proper. Read top to bottom: this is the order every request goes through.
+async fn mcp(
+    gw: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    trace: &mut Trace,
+    id: &mut Option<Id>,
+) -> Result<Outcome, Rejection> {
+    // 1. Route: which upstream. Unknown paths are refused before anything else is looked at.
+    let route = gw.route(req.uri().path()).ok_or(Rejection::NoRoute)?;
+    let upstream = &gw.routes[route];
+    trace.upstream(&upstream.name);
+    // 2. Transport guard: Host and Origin (DNS rebinding). Header-only, so it runs before any
+    //    body is read.
+    gw.origin.check(req.headers(), req.uri())?;
+    // 3. Authenticate → Principal. Header-based modes run before the body is read, so an
+    //    unauthenticated client cannot make the gateway buffer bodies.
+    let principal = gw.authn.authenticate(req.uri(), peer.ip())?;
+    trace.principal(&principal);
+    let (parts, body) = req.into_parts();
+    match parts.method {
+        Method::POST => {
+            // 4. Envelope: bounded read while streaming, then ONE strict parse over the bytes.
+            let limits = &gw.config.limits;
+            let bytes = request_body::read(&parts.headers, body, limits.max_body_bytes).await?;
+            trace.input_bytes(bytes.len());
+            let env = Envelope::parse(bytes, limits.max_json_depth)?;
+            trace.message(&env);
+            *id = env.id().cloned();
+            // 5. Session: the caller's own session on this route, or a new one on initialize.
+            let session = post_session(gw, &parts.headers, &env, &principal, route)?;
+            // 6. [authorize, admit, validate slot in here: they take &Principal and &Envelope.]
+            // 7. Upstream: the original bytes, the upstream's credentials, never the client's.
+            let resp = upstream
+                .send(
+                    Method::POST,
+                    &parts.headers,
+                    session.upstream_id(),
+                    env.bytes().clone(),
+                )
+                .await?;
+            // 8. Response checks: exactly one response per id; our session id replaces theirs.
+            post_response(gw, resp, &env, session, &principal, route).await
+        }
+        Method::GET => {
+            // The listen stream of a session (legacy era only).
+            let binding = lookup(gw, &parts.headers, &principal, route)?;
+            let resp = upstream
+                .send(
+                    Method::GET,
+                    &parts.headers,
+                    binding.upstream_id.as_ref(),
+                    Bytes::new(),
+                )
+                .await?;
+            forget_if_gone(gw, &resp, &parts.headers, &principal, route);
+            let (mut rparts, rbody) = resp.into_parts();
+            filter_response_headers(&mut rparts.headers, Some(binding.id.to_header()));
+            if rparts.status.is_success() && is_sse(&rparts.headers) {
+                return Ok(Outcome::Stream {
+                    parts: rparts,
+                    upstream: rbody,
+                    id: None,
+                });
+            }
+            passthrough(gw, rparts, rbody).await
+        }
+        Method::DELETE => {
+            let header = parts
+                .headers
+                .get(MCP_SESSION_ID)
+                .ok_or(SessionError::Missing)?;
+            let binding = gw
+                .sessions
+                .remove(header, &principal, route, Instant::now())?;
+            let resp = upstream
+                .send(
+                    Method::DELETE,
+                    &parts.headers,
+                    binding.upstream_id.as_ref(),
+                    Bytes::new(),
+                )
+                .await?;
+            let (mut rparts, rbody) = resp.into_parts();
+            filter_response_headers(&mut rparts.headers, None);
+            passthrough(gw, rparts, rbody).await
+        }
+        _ => Err(Rejection::MethodNotAllowed),
+    }
+}
+
+fn lookup(
+    gw: &Shared,
+    headers: &HeaderMap,
+    principal: &Principal,
+    route: usize,
+) -> Result<Binding, SessionError> {
+    let header = headers.get(MCP_SESSION_ID).ok_or(SessionError::Missing)?;
+    gw.sessions.lookup(header, principal, route, Instant::now())
+}
+
+/// True for a 2026-07-28 (stateless era) request, which never has a session.
+fn is_modern(headers: &HeaderMap) -> bool {
+    headers
+        .get(MCP_PROTOCOL_VERSION)
+        .is_some_and(|v| v.as_bytes() >= b"2026-07-28".as_slice())
+}
+
+fn post_session(
+    gw: &Shared,
+    headers: &HeaderMap,
+    env: &Envelope,
+    principal: &Principal,
+    route: usize,
+) -> Result<SessionCtx, SessionError> {
+    let initialize = env.method() == Some("initialize");
+    match headers.get(MCP_SESSION_ID) {
+        Some(_) if initialize => Err(SessionError::InitializeInSession),
+        Some(_) => lookup(gw, headers, principal, route).map(SessionCtx::Bound),
+        None if initialize => Ok(SessionCtx::New),
+        None if is_modern(headers) => Ok(SessionCtx::Stateless),
+        None => Err(SessionError::Missing),
+    }
+}
+
+/// Ends sessions upstream that the gateway evicted or reaped, off the request path.
+pub(crate) fn end_upstream_sessions(gw: &Shared, ended: Vec<session::Ended>) {
+    for e in ended {
+        let Some(sid) = e.upstream_id else { continue };
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let _ = gw.routes[e.route]
+                .send(Method::DELETE, &HeaderMap::new(), Some(&sid), Bytes::new())
+                .await;
+        });
+    }
+}
+
+/// An upstream 404 on a session means it forgot the session: forget ours too, so the client's
+/// next request gets a 404 from us and re-initialises.
+fn forget_if_gone(
+    gw: &Shared,
+    resp: &Response<Incoming>,
+    headers: &HeaderMap,
+    principal: &Principal,
+    route: usize,
+) {
+    if resp.status() == StatusCode::NOT_FOUND {
+        if let Some(h) = headers.get(MCP_SESSION_ID) {
+            let _ = gw.sessions.remove(h, principal, route, Instant::now());
+        }
+    }
+}
+
+async fn post_response(
+    gw: &Shared,
+    resp: Response<Incoming>,
+    env: &Envelope,
+    session: SessionCtx,
+    principal: &Principal,
+    route: usize,
+) -> Result<Outcome, Rejection> {
+    let (mut parts, body) = resp.into_parts();
+    let ours = match session {
+        SessionCtx::New if parts.status.is_success() => {
+            let upstream_sid = parts.headers.get(MCP_SESSION_ID).cloned();
+            let (sid, ended) = gw
+                .sessions
+                .create(principal, route, upstream_sid, Instant::now());
+            end_upstream_sessions(gw, ended);
+            Some(sid.to_header())
+        }
+        SessionCtx::Bound(b) => {
+            if parts.status == StatusCode::NOT_FOUND {
+                let _ = gw
+                    .sessions
+                    .remove(&b.id.to_header(), principal, route, Instant::now());
+            }
+            Some(b.id.to_header())
+        }
+        SessionCtx::New | SessionCtx::Stateless => None,
+    };
+    filter_response_headers(&mut parts.headers, ours);
+    let limits = &gw.config.limits;
+    match (env.kind(), env.id(), parts.status.is_success()) {
+        (Kind::Request, Some(id), true) => {
+            if is_sse(&parts.headers) {
+                return Ok(Outcome::Stream {
+                    parts,
+                    upstream: body,
+                    id: Some(id.clone()),
+                });
+            }
+            if parts.headers.contains_key(header::CONTENT_ENCODING) || !is_json(&parts.headers) {
+                return Err(upstream::ResponseError::Protocol(
+                    "unexpected content type or encoding",
+                )
+                .into());
+            }
+            let bytes =
+                upstream::relay_json(body, id, limits.max_response_bytes, limits.max_json_depth)
+                    .await?;
+            let n = bytes.len() as u64;
+            Ok(Outcome::Done(
+                Response::from_parts(parts, body::full(bytes)),
+                n,
+            ))
+        }
+        // Errors (4xx bodies are what dual-era clients inspect to fall back), notifications and
+        // responses (202) pass through intact.
+        _ => passthrough(gw, parts, body).await,
+    }
+}
+
+async fn passthrough(
+    gw: &Shared,
+    parts: http::response::Parts,
+    body: Incoming,
+) -> Result<Outcome, Rejection> {
+    let bytes = upstream::collect(body, gw.config.limits.max_response_bytes).await?;
+    let n = bytes.len() as u64;
+    Ok(Outcome::Done(
+        Response::from_parts(parts, body::full(bytes)),
+        n,
+    ))
+}
+
+fn filter_response_headers(h: &mut HeaderMap, session: Option<HeaderValue>) {
+    let drop: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| upstream::stripped_response_header(n))
+        .cloned()
+        .collect();
+    for n in drop {
+        h.remove(n);
+    }
+    if let Some(s) = session {
+        h.insert(MCP_SESSION_ID, s);
+    }
+}
+
+fn content_type_is(h: &HeaderMap, want: &str) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+}
+
+fn is_sse(h: &HeaderMap) -> bool {
+    content_type_is(h, "text/event-stream")
+}
+
+fn is_json(h: &HeaderMap) -> bool {
+    content_type_is(h, "application/json")
+}
+
+/// The client-facing response for a rejection, and its body size.
+pub(crate) fn reject(rej: &Rejection, id: Option<&Id>, request_id: &str) -> (Response<Body>, u64) {
+    let m = rej.mapping();
+    let status = if m.in_band && id.is_some() {
+        StatusCode::OK
+    } else {
+        m.status
+    };
+    let text = codes::error_body(id, m.rpc, m.message, m.code, request_id);
+    let n = text.len() as u64;
+    let mut resp = Response::new(body::full(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+    }
+    (resp, n)
+}

@@ -1,0 +1,155 @@
+//! SQLite storage of the chained records and signed checkpoints.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::record::{AuditRecord, Decision};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL, request_id TEXT NOT NULL, principal TEXT NOT NULL, auth_method TEXT NOT NULL,
+    client_ip TEXT NOT NULL, transport TEXT NOT NULL, upstream TEXT, http_method TEXT NOT NULL,
+    rpc_method TEXT, tool TEXT, input_hash TEXT, decision TEXT NOT NULL, control TEXT NOT NULL,
+    reason TEXT NOT NULL, status INTEGER NOT NULL, error_code TEXT, duration_us INTEGER NOT NULL,
+    input_bytes INTEGER NOT NULL, output_bytes INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts_ms);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY,
+    record_count INTEGER NOT NULL, head_hash TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+    public_key TEXT NOT NULL, signature TEXT NOT NULL
+);
+";
+
+/// Opens (creating if needed) the audit database.
+pub fn open_db(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+pub(super) fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    seq: i64,
+    r: &AuditRecord,
+    prev: &str,
+    hash: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO audit (seq, ts_ms, request_id, principal, auth_method, client_ip, transport, upstream, http_method,
+         rpc_method, tool, input_hash, decision, control, reason, status, error_code, duration_us, input_bytes,
+         output_bytes, prev_hash, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
+    )?
+    .execute(params![
+        seq, r.ts_ms, r.request_id, r.principal, r.auth_method, r.client_ip, r.transport, r.upstream, r.http_method,
+        r.rpc_method, r.tool, r.input_hash, r.decision.as_str(), r.control, r.reason, r.status, r.error_code,
+        r.duration_us, r.input_bytes, r.output_bytes, prev, hash
+    ])?;
+    Ok(())
+}
+
+/// One stored row: the record plus its chain fields.
+pub(super) struct Row {
+    pub seq: i64,
+    pub record: AuditRecord,
+    /// False when the stored decision is neither `allow` nor `deny` (an edit).
+    pub decision_valid: bool,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+pub(super) fn for_each_row(
+    conn: &Connection,
+    mut f: impl FnMut(Row) -> bool,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, ts_ms, request_id, principal, auth_method, client_ip, transport, upstream, http_method, rpc_method,
+         tool, input_hash, decision, control, reason, status, error_code, duration_us, input_bytes, output_bytes,
+         prev_hash, hash FROM audit ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let decision: String = row.get(12)?;
+        let record = AuditRecord {
+            ts_ms: row.get(1)?,
+            request_id: row.get(2)?,
+            principal: row.get(3)?,
+            auth_method: row.get(4)?,
+            client_ip: row.get(5)?,
+            transport: row.get(6)?,
+            upstream: row.get(7)?,
+            http_method: row.get(8)?,
+            rpc_method: row.get(9)?,
+            tool: row.get(10)?,
+            input_hash: row.get(11)?,
+            decision: if decision == "allow" {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            },
+            control: row.get(13)?,
+            reason: row.get(14)?,
+            status: row.get(15)?,
+            error_code: row.get(16)?,
+            duration_us: row.get(17)?,
+            input_bytes: row.get(18)?,
+            output_bytes: row.get(19)?,
+        };
+        let decision_valid = decision == "allow" || decision == "deny";
+        if !f(Row {
+            seq: row.get(0)?,
+            record,
+            decision_valid,
+            prev_hash: row.get(20)?,
+            hash: row.get(21)?,
+        }) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The last record's sequence number and hash.
+pub(super) fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    conn.query_row(
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// A signed checkpoint row.
+pub(super) struct Checkpoint {
+    pub record_count: i64,
+    pub head_hash: String,
+    pub ts_ms: i64,
+    pub public_key: String,
+    pub signature: String,
+}
+
+pub(super) fn insert_checkpoint(conn: &Connection, c: &Checkpoint) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO checkpoint (record_count, head_hash, ts_ms, public_key, signature) VALUES (?1,?2,?3,?4,?5)",
+        params![c.record_count, c.head_hash, c.ts_ms, c.public_key, c.signature],
+    )?;
+    Ok(())
+}
+
+pub(super) fn last_checkpoint(conn: &Connection) -> rusqlite::Result<Option<Checkpoint>> {
+    conn.query_row(
+        "SELECT record_count, head_hash, ts_ms, public_key, signature FROM checkpoint ORDER BY id DESC LIMIT 1",
+        [],
+        |r| Ok(Checkpoint { record_count: r.get(0)?, head_hash: r.get(1)?, ts_ms: r.get(2)?, public_key: r.get(3)?, signature: r.get(4)? }),
+    )
+    .optional()
+}
+
+/// The message a checkpoint signature covers.
+pub(super) fn checkpoint_message(record_count: i64, head_hash: &str, ts_ms: i64) -> Vec<u8> {
+    format!("palisade-audit-checkpoint\n{record_count}\n{head_hash}\n{ts_ms}").into_bytes()
+}

@@ -1,0 +1,274 @@
+//! The bounded queue and the writer thread.
+
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::{Signer, SigningKey};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::record::AuditRecord;
+use super::sqlite::{self, Checkpoint};
+use crate::config::AuditConfig;
+
+enum Msg {
+    Record(Box<AuditRecord>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The writer could not accept a record within the configured wait: the request is refused
+/// (fail closed: no unaudited traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("audit queue full")]
+pub struct AuditUnavailable;
+
+/// The request side of the audit trail; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuditHandle {
+    tx: mpsc::Sender<Msg>,
+    wait: Duration,
+}
+
+/// A reserved place in the queue: writing the record can no longer block or fail for lack of room.
+#[derive(Debug)]
+pub struct AuditSlot(mpsc::OwnedPermit<Msg>);
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl AuditSlot {
+    /// Hands the record to the writer.
+    pub fn write(self, record: AuditRecord) {
+        self.0.send(Msg::Record(Box::new(record)));
+    }
+}
+
+impl AuditHandle {
+    /// Waits (bounded) for room in the queue.
+    pub async fn reserve(&self) -> Result<AuditSlot, AuditUnavailable> {
+        match self.tx.clone().try_reserve_owned() {
+            Ok(p) => Ok(AuditSlot(p)),
+            Err(mpsc::error::TrySendError::Full(tx)) => {
+                match tokio::time::timeout(self.wait, tx.reserve_owned()).await {
+                    Ok(Ok(p)) => Ok(AuditSlot(p)),
+                    _ => Err(AuditUnavailable),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(AuditUnavailable),
+        }
+    }
+
+    /// Records waiting to be written.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// The writer thread; [`AuditWriter::shutdown`] flushes and writes a final checkpoint.
+#[derive(Debug)]
+pub struct AuditWriter {
+    tx: mpsc::Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Loads the gateway's Ed25519 checkpoint key from `dir`, creating it (mode 0600) on first start.
+/// The public half is written beside it for `palisade audit verify`.
+pub fn load_or_create_key(dir: &Path) -> std::io::Result<SigningKey> {
+    let path = dir.join("audit-signing.key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes: [u8; 32] = hex::decode(text.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is not a key", path.display()),
+                    )
+                })?;
+            SigningKey::from_bytes(&bytes)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            write_private(&path, &hex::encode(key.to_bytes()))?;
+            key
+        }
+        Err(e) => return Err(e),
+    };
+    std::fs::write(
+        dir.join("audit-signing.pub"),
+        hex::encode(key.verifying_key().to_bytes()),
+    )?;
+    Ok(key)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts.open(path)?.write_all(text.as_bytes())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Chain {
+    conn: rusqlite::Connection,
+    key: SigningKey,
+    seq: i64,
+    head: [u8; 32],
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+}
+
+impl Chain {
+    fn append(&mut self, batch: &[AuditRecord]) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        for r in batch {
+            let prev = hex::encode(self.head);
+            let mut h = Sha256::new();
+            h.update(self.head);
+            h.update(r.canonical());
+            self.head = h.finalize().into();
+            self.seq += 1;
+            sqlite::insert(&tx, self.seq, r, &prev, &hex::encode(self.head))?;
+        }
+        tx.commit()?;
+        self.since_checkpoint += batch.len() as u64;
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> rusqlite::Result<()> {
+        let head_hash = hex::encode(self.head);
+        let ts_ms = now_ms();
+        let sig = self
+            .key
+            .sign(&sqlite::checkpoint_message(self.seq, &head_hash, ts_ms));
+        let c = Checkpoint {
+            record_count: self.seq,
+            head_hash,
+            ts_ms,
+            public_key: hex::encode(self.key.verifying_key().to_bytes()),
+            signature: hex::encode(sig.to_bytes()),
+        };
+        sqlite::insert_checkpoint(&self.conn, &c)?;
+        // Also anchored in the logs, which usually leave the machine.
+        tracing::info!(target: "palisade::audit", records = c.record_count, head = %c.head_hash, "audit checkpoint");
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+}
+
+impl AuditWriter {
+    /// Opens the database, resumes the chain and starts the writer thread.
+    pub fn start(
+        cfg: &AuditConfig,
+        key: SigningKey,
+        queue_wait: Duration,
+        rt: tokio::runtime::Handle,
+    ) -> Result<(AuditHandle, AuditWriter), String> {
+        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("audit directory {}: {e}", dir.display()))?;
+        }
+        let conn = sqlite::open_db(&cfg.path)
+            .map_err(|e| format!("audit database {}: {e}", cfg.path.display()))?;
+        let (seq, head) = match sqlite::head(&conn).map_err(|e| e.to_string())? {
+            Some((seq, hash)) => {
+                let head: [u8; 32] = hex::decode(&hash)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or("audit head hash is corrupt")?;
+                (seq, head)
+            }
+            None => (0, [0u8; 32]),
+        };
+        let mut chain = Chain {
+            conn,
+            key,
+            seq,
+            head,
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+        };
+        chain
+            .checkpoint()
+            .map_err(|e| format!("audit checkpoint: {e}"))?;
+        let (tx, mut rx) = mpsc::channel::<Msg>(cfg.queue);
+        let every = cfg.checkpoint_every;
+        let interval = cfg.checkpoint_interval;
+        let thread = std::thread::Builder::new()
+            .name("palisade-audit".into())
+            .spawn(move || {
+                let mut msgs = Vec::with_capacity(512);
+                let mut batch = Vec::with_capacity(512);
+                loop {
+                    msgs.clear();
+                    let got = rt.block_on(async { tokio::time::timeout(interval, rx.recv_many(&mut msgs, 512)).await });
+                    let mut done = None;
+                    let closed = matches!(got, Ok(0));
+                    batch.clear();
+                    for m in msgs.drain(..) {
+                        match m {
+                            Msg::Record(r) => batch.push(*r),
+                            Msg::Shutdown(ack) => done = Some(ack),
+                        }
+                    }
+                    if !batch.is_empty() {
+                        if let Err(e) = chain.append(&batch) {
+                            tracing::error!(target: "palisade::audit", error = %e, lost = batch.len(), "audit write failed");
+                        }
+                    }
+                    let due = chain.since_checkpoint >= every || (chain.since_checkpoint > 0 && chain.last_checkpoint.elapsed() >= interval);
+                    if due || done.is_some() || closed {
+                        if let Err(e) = chain.checkpoint() {
+                            tracing::error!(target: "palisade::audit", error = %e, "audit checkpoint failed");
+                        }
+                    }
+                    if let Some(ack) = done {
+                        let _ = ack.send(());
+                        return;
+                    }
+                    if closed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok((
+            AuditHandle {
+                tx: tx.clone(),
+                wait: queue_wait,
+            },
+            AuditWriter {
+                tx,
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    /// Writes everything queued, a final checkpoint, and stops the thread.
+    pub async fn shutdown(mut self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}

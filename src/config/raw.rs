@@ -1,0 +1,227 @@
+//! The configuration file as written: plain serde structs, unknown keys refused everywhere.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use super::ConfigError;
+
+/// Top level of the configuration file.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address of the gateway's listener, e.g. `127.0.0.1:8700`.
+    pub listen: Option<String>,
+    /// Directory for the audit database and the gateway's signing key.
+    pub data_dir: Option<String>,
+    /// `text` (default) or `json` logs.
+    pub log_format: Option<String>,
+    /// Message size and shape limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Downstream session handling.
+    #[serde(default)]
+    pub sessions: RawSessions,
+    /// Origin and Host checks (DNS-rebinding protection).
+    #[serde(default)]
+    pub origins: RawOrigins,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// Authentication of clients.
+    #[serde(default)]
+    pub auth: RawAuth,
+    /// Settings that weaken security; each one is logged loudly at start.
+    #[serde(default)]
+    pub dangerous: RawDangerous,
+    /// The MCP servers behind the gateway.
+    #[serde(default)]
+    pub upstream: Vec<RawUpstream>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest accepted request body in bytes (default 1 MiB).
+    pub max_body_bytes: Option<u64>,
+    /// Deepest accepted JSON nesting (default 64).
+    pub max_json_depth: Option<u64>,
+    /// Largest JSON (non-SSE) upstream response inspected, in bytes (default 16 MiB).
+    pub max_response_bytes: Option<u64>,
+    /// Seconds to wait for an audit queue slot before refusing a request (default 5).
+    pub audit_wait_secs: Option<u64>,
+}
+
+/// `[sessions]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    /// Most live sessions; the least recently used is evicted beyond it (default 10000).
+    pub max: Option<u64>,
+    /// Seconds of inactivity after which a session is reaped (default 1800).
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds between SSE keep-alive comments on idle streams (default 15; 0 disables).
+    pub sse_keepalive_secs: Option<u64>,
+}
+
+/// `[origins]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrigins {
+    /// Origins allowed besides the loopback ones, e.g. `https://app.example.com`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Host names (without port) allowed besides the loopback ones.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// `[audit]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// SQLite file (default `<data_dir>/audit.db`).
+    pub path: Option<String>,
+    /// Records buffered between requests and the writer (default 8192).
+    pub queue: Option<u64>,
+    /// Write a signed checkpoint every this many records (default 1000).
+    pub checkpoint_every: Option<u64>,
+    /// And at least every this many seconds when records were written (default 60).
+    pub checkpoint_interval_secs: Option<u64>,
+}
+
+/// `[auth]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// `none` is the only mode so far; it is refused unless every listener is on loopback.
+    pub mode: Option<String>,
+}
+
+/// `[dangerous]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDangerous {
+    /// Allow `auth.mode = "none"` on a non-loopback listener. Anyone who can reach it can use
+    /// every upstream.
+    pub allow_unauthenticated_non_loopback: Option<bool>,
+}
+
+/// `[[upstream]]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Route name: the upstream is mounted at `/mcp/{name}`.
+    pub name: Option<String>,
+    /// Streamable-HTTP endpoint of the upstream (`http://` or `https://`).
+    pub url: Option<String>,
+    /// A server bundled with the gateway instead of `url`: `demo`.
+    pub builtin: Option<String>,
+    /// Headers the gateway sends upstream (its own credentials); `${VAR}` reads the environment.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Milliseconds to establish a connection (default 2000).
+    pub connect_timeout_ms: Option<u64>,
+    /// Seconds to wait for the upstream's response headers (default 60).
+    pub timeout_secs: Option<u64>,
+}
+
+impl RawConfig {
+    /// Deserialises an already-parsed TOML table.
+    pub fn deserialize_table(t: toml::Table) -> Result<Self, toml::de::Error> {
+        toml::Value::Table(t).try_into()
+    }
+}
+
+/// Every key of `value` that the schema does not know, so a file with three typos gets three
+/// errors rather than one per run. Relies on `deny_unknown_fields`, which schemars turns into
+/// `additionalProperties: false`.
+pub(super) fn unknown_keys(value: &toml::Table) -> Vec<ConfigError> {
+    let root = schemars::schema_for!(RawConfig);
+    let schema = serde_json::to_value(&root).unwrap_or_default();
+    let mut out = Vec::new();
+    walk(
+        &schema,
+        &schema,
+        &toml::Value::Table(value.clone()),
+        String::new(),
+        &mut out,
+    );
+    out
+}
+
+fn resolve<'s>(
+    root: &'s serde_json::Value,
+    mut node: &'s serde_json::Value,
+) -> &'s serde_json::Value {
+    // Follow `$ref` and single-branch wrappers (`allOf`, and `anyOf` with `null` for Options).
+    for _ in 0..8 {
+        if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
+            let name = r.rsplit('/').next().unwrap_or_default();
+            node = &root["definitions"][name];
+        } else if let Some(a) = node
+            .get("allOf")
+            .and_then(|a| a.as_array())
+            .filter(|a| a.len() == 1)
+        {
+            node = &a[0];
+        } else if let Some(a) = node.get("anyOf").and_then(|a| a.as_array()) {
+            match a
+                .iter()
+                .find(|s| s.get("type").and_then(|t| t.as_str()) != Some("null"))
+            {
+                Some(s) => node = s,
+                None => break,
+            }
+        } else {
+            break;
+        }
+    }
+    node
+}
+
+fn walk(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    v: &toml::Value,
+    path: String,
+    out: &mut Vec<ConfigError>,
+) {
+    let schema = resolve(root, schema);
+    match v {
+        toml::Value::Table(t) => {
+            let props = schema.get("properties");
+            let closed =
+                schema.get("additionalProperties") == Some(&serde_json::Value::Bool(false));
+            let extra = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, child) in t {
+                let key = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match props.and_then(|p| p.get(k)) {
+                    Some(s) => walk(root, s, child, key, out),
+                    None if closed => out.push(ConfigError {
+                        key,
+                        why: "unknown key".into(),
+                    }),
+                    None => {
+                        if let Some(s) = extra {
+                            walk(root, s, child, key, out);
+                        }
+                    }
+                }
+            }
+        }
+        toml::Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    walk(root, s, item, format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,438 @@
+//! Validated configuration: types that cannot hold an invalid state, built once at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+
+use super::raw::{RawConfig, RawUpstream};
+use super::ConfigError;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener address.
+    pub listen: SocketAddr,
+    /// Data directory (audit database, signing key).
+    pub data_dir: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Message limits.
+    pub limits: LimitsConfig,
+    /// Sessions.
+    pub sessions: SessionConfig,
+    /// Origin/Host checks.
+    pub origins: OriginConfig,
+    /// Audit trail.
+    pub audit: AuditConfig,
+    /// `dangerous.allow_unauthenticated_non_loopback`.
+    pub allow_unauthenticated_non_loopback: bool,
+    /// Upstreams, in file order; names are unique.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// `[limits]`, validated.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting.
+    pub max_json_depth: usize,
+    /// Largest inspected JSON response.
+    pub max_response_bytes: usize,
+    /// Longest wait for an audit queue slot.
+    pub audit_wait: Duration,
+}
+
+/// `[sessions]`, validated.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Most live sessions.
+    pub max: usize,
+    /// Idle time before reaping.
+    pub idle_timeout: Duration,
+    /// SSE keep-alive interval; `None` disables.
+    pub sse_keepalive: Option<Duration>,
+}
+
+/// `[origins]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct OriginConfig {
+    /// Extra allowed origins, lowercased `scheme://host[:port]`.
+    pub allowed_origins: Vec<String>,
+    /// Extra allowed host names, lowercased.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// `[audit]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// SQLite file.
+    pub path: PathBuf,
+    /// Queue capacity.
+    pub queue: usize,
+    /// Records between checkpoints.
+    pub checkpoint_every: u64,
+    /// Time between checkpoints.
+    pub checkpoint_interval: Duration,
+}
+
+/// Where an upstream lives.
+#[derive(Debug, Clone)]
+pub enum UpstreamTarget {
+    /// A Streamable-HTTP endpoint.
+    Url(Uri),
+    /// The bundled demo server, started in-process on a loopback port.
+    BuiltinDemo,
+}
+
+/// One upstream, validated.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Route name (`/mcp/{name}`).
+    pub name: String,
+    /// Where it is.
+    pub target: UpstreamTarget,
+    /// Headers injected on every upstream request.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to response headers.
+    pub timeout: Duration,
+}
+
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, key: impl Into<String>, why: impl Into<String>) {
+        self.0.push(ConfigError {
+            key: key.into(),
+            why: why.into(),
+        });
+    }
+
+    /// `Some(v)` if `v` is within `lo..=hi`, else records an error.
+    fn range(&mut self, key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64) -> u64 {
+        let v = v.unwrap_or(default);
+        if !(lo..=hi).contains(&v) {
+            self.push(key, format!("must be between {lo} and {hi}, got {v}"));
+            return default;
+        }
+        v
+    }
+}
+
+/// Route names appear in URLs and (later) in namespaced tool names: keep them plain.
+fn valid_route_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Replaces every `${VAR}` with the variable's value; an unset variable is an error.
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated ${".to_owned())?;
+        let var = &after[..end];
+        if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("invalid variable name {var:?}"));
+        }
+        // The value is a secret: never echo it, only its name.
+        out.push_str(&env(var).ok_or_else(|| format!("environment variable {var} is not set"))?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Config {
+    /// Converts raw configuration into validated types, reporting every problem.
+    pub fn try_from_raw(
+        raw: RawConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Vec<ConfigError>> {
+        let mut e = Errors(Vec::new());
+        let listen = match raw
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:8700")
+            .parse::<SocketAddr>()
+        {
+            Ok(a) => a,
+            Err(_) => {
+                e.push("listen", "not an IP:port address");
+                SocketAddr::from(([127, 0, 0, 1], 8700))
+            }
+        };
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                e.push(
+                    "log_format",
+                    format!("must be \"text\" or \"json\", got {other:?}"),
+                );
+                LogFormat::Text
+            }
+        };
+        let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("palisade-data"));
+        let limits = LimitsConfig {
+            max_body_bytes: e.range(
+                "limits.max_body_bytes",
+                raw.limits.max_body_bytes,
+                1 << 20,
+                256,
+                64 << 20,
+            ) as usize,
+            max_json_depth: e.range(
+                "limits.max_json_depth",
+                raw.limits.max_json_depth,
+                64,
+                4,
+                512,
+            ) as usize,
+            max_response_bytes: e.range(
+                "limits.max_response_bytes",
+                raw.limits.max_response_bytes,
+                16 << 20,
+                1024,
+                1 << 30,
+            ) as usize,
+            audit_wait: Duration::from_secs(e.range(
+                "limits.audit_wait_secs",
+                raw.limits.audit_wait_secs,
+                5,
+                1,
+                300,
+            )),
+        };
+        let keepalive = e.range(
+            "sessions.sse_keepalive_secs",
+            raw.sessions.sse_keepalive_secs,
+            15,
+            0,
+            3600,
+        );
+        let sessions = SessionConfig {
+            max: e.range("sessions.max", raw.sessions.max, 10_000, 1, 10_000_000) as usize,
+            idle_timeout: Duration::from_secs(e.range(
+                "sessions.idle_timeout_secs",
+                raw.sessions.idle_timeout_secs,
+                1800,
+                1,
+                7 * 86400,
+            )),
+            sse_keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
+        };
+        let mut origins = OriginConfig::default();
+        for (i, o) in raw.origins.allowed_origins.iter().enumerate() {
+            match o.parse::<Uri>() {
+                Ok(u)
+                    if matches!(u.scheme_str(), Some("http" | "https"))
+                        && u.host().is_some()
+                        && u.path() == "/"
+                        && !o.ends_with('/') =>
+                {
+                    origins.allowed_origins.push(o.to_ascii_lowercase())
+                }
+                _ => e.push(
+                    format!("origins.allowed_origins[{i}]"),
+                    "must be scheme://host[:port] with no path",
+                ),
+            }
+        }
+        for (i, h) in raw.origins.allowed_hosts.iter().enumerate() {
+            if h.is_empty() || h.contains(['/', ':', ' ']) && !h.starts_with('[') {
+                e.push(
+                    format!("origins.allowed_hosts[{i}]"),
+                    "must be a host name without port",
+                );
+            } else {
+                origins.allowed_hosts.push(h.to_ascii_lowercase());
+            }
+        }
+        let audit = AuditConfig {
+            path: raw
+                .audit
+                .path
+                .as_deref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("audit.db")),
+            queue: e.range("audit.queue", raw.audit.queue, 8192, 16, 1 << 20) as usize,
+            checkpoint_every: e.range(
+                "audit.checkpoint_every",
+                raw.audit.checkpoint_every,
+                1000,
+                1,
+                1 << 30,
+            ),
+            checkpoint_interval: Duration::from_secs(e.range(
+                "audit.checkpoint_interval_secs",
+                raw.audit.checkpoint_interval_secs,
+                60,
+                1,
+                86400,
+            )),
+        };
+        match raw.auth.mode.as_deref() {
+            None | Some("none") => {}
+            Some(other) => e.push(
+                "auth.mode",
+                format!("unsupported mode {other:?}; supported: \"none\""),
+            ),
+        }
+        let allow_open = raw
+            .dangerous
+            .allow_unauthenticated_non_loopback
+            .unwrap_or(false);
+        if !listen.ip().is_loopback() && !allow_open {
+            e.push(
+                "listen",
+                format!(
+                    "{listen} is not a loopback address and auth.mode is \"none\": anyone who can reach it could use \
+                     every upstream. Listen on 127.0.0.1, or set dangerous.allow_unauthenticated_non_loopback = true"
+                ),
+            );
+        }
+        let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+        for (i, u) in raw.upstream.into_iter().enumerate() {
+            if let Some(up) = upstream(i, u, env, &mut e) {
+                if upstreams.iter().any(|o| o.name == up.name) {
+                    e.push(
+                        format!("upstream[{i}].name"),
+                        format!("duplicate upstream name {:?}", up.name),
+                    );
+                } else {
+                    upstreams.push(up);
+                }
+            }
+        }
+        if upstreams.is_empty() && e.0.is_empty() {
+            e.push("upstream", "at least one [[upstream]] is required");
+        }
+        if !e.0.is_empty() {
+            return Err(e.0);
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            log_format,
+            limits,
+            sessions,
+            origins,
+            audit,
+            allow_unauthenticated_non_loopback: allow_open,
+            upstreams,
+        })
+    }
+}
+
+fn upstream(
+    i: usize,
+    u: RawUpstream,
+    env: &dyn Fn(&str) -> Option<String>,
+    e: &mut Errors,
+) -> Option<UpstreamConfig> {
+    let p = format!("upstream[{i}]");
+    let before = e.0.len();
+    let name = u.name.unwrap_or_default();
+    if !valid_route_name(&name) {
+        e.push(
+            format!("{p}.name"),
+            "required: 1-64 characters of a-z, 0-9 and -",
+        );
+    }
+    let target = match (u.url, u.builtin.as_deref()) {
+        (Some(url), None) => match expand(&url, env)
+            .map_err(|w| w)
+            .and_then(|s| s.parse::<Uri>().map_err(|x| x.to_string()))
+        {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                Some(UpstreamTarget::Url(uri))
+            }
+            Ok(_) => {
+                e.push(format!("{p}.url"), "must be an http:// or https:// URL");
+                None
+            }
+            Err(w) => {
+                e.push(format!("{p}.url"), w);
+                None
+            }
+        },
+        (None, Some("demo")) => Some(UpstreamTarget::BuiltinDemo),
+        (None, Some(other)) => {
+            e.push(
+                format!("{p}.builtin"),
+                format!("unknown builtin {other:?}; known: \"demo\""),
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            e.push(&p, "set either url or builtin, not both");
+            None
+        }
+        (None, None) => {
+            e.push(&p, "url is required");
+            None
+        }
+    };
+    let mut headers = Vec::new();
+    for (k, v) in u.headers {
+        let key = format!("{p}.headers.{k}");
+        let name = match HeaderName::from_bytes(k.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => {
+                e.push(key, "not a valid header name");
+                continue;
+            }
+        };
+        match expand(&v, env) {
+            Ok(val) => match HeaderValue::from_str(&val) {
+                Ok(mut hv) => {
+                    hv.set_sensitive(true);
+                    headers.push((name, hv));
+                }
+                Err(_) => e.push(key, "value is not a valid header value"),
+            },
+            Err(w) => e.push(key, w),
+        }
+    }
+    let connect_timeout = Duration::from_millis(e.range(
+        &format!("{p}.connect_timeout_ms"),
+        u.connect_timeout_ms,
+        2000,
+        1,
+        60_000,
+    ));
+    let timeout =
+        Duration::from_secs(e.range(&format!("{p}.timeout_secs"), u.timeout_secs, 60, 1, 3600));
+    if e.0.len() != before {
+        return None;
+    }
+    Some(UpstreamConfig {
+        name,
+        target: target?,
+        headers,
+        connect_timeout,
+        timeout,
+    })
+}

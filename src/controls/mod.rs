@@ -1,0 +1,7 @@
+//! The security controls, one module each, in pipeline order. Each owns its configuration, its
+//! error type and its tests; none reaches into another's state. `app::pipeline` calls them.
+
+pub mod authn;
+pub mod body;
+pub mod origin;
+pub mod session;

@@ -1,0 +1,231 @@
+//! The `palisade` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use palisade::config::{self, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(name = "palisade", version, about = "A security gateway for MCP")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway (embedded defaults and the demo upstream when no --config is given).
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, env = "PALISADE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Listen address, e.g. 127.0.0.1:0 for a free port.
+        #[arg(long, env = "PALISADE_LISTEN")]
+        listen: Option<String>,
+        /// Directory for the audit database and signing key.
+        #[arg(long, env = "PALISADE_DATA_DIR")]
+        data_dir: Option<String>,
+        /// Log format: text or json.
+        #[arg(long, env = "PALISADE_LOG_FORMAT")]
+        log_format: Option<String>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Run the bundled demo MCP server alone (Streamable HTTP at /mcp).
+    DemoUpstream {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8701")]
+        listen: String,
+    },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a configuration file; prints every error and exits 1 if any.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify the hash chain and the last signed checkpoint; names the first broken record.
+    Verify {
+        /// Audit database (default palisade-data/audit.db).
+        #[arg(long, default_value = "palisade-data/audit.db")]
+        db: PathBuf,
+        /// Trusted public key (default: audit-signing.pub beside the database).
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Config {
+            cmd: ConfigCmd::Schema,
+        } => {
+            println!("{}", config::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } => match config::load_file(&file, &env_var, &Overrides::default()) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} upstream(s), listening on {})",
+                    file.display(),
+                    c.upstreams.len(),
+                    c.listen
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprint!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { db, pubkey },
+        } => {
+            let pubkey = pubkey.unwrap_or_else(|| {
+                db.parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("audit-signing.pub")
+            });
+            match palisade::audit::verify(&db, &pubkey) {
+                Ok(r) => {
+                    println!(
+                        "ok: {} records, chain intact, last signed checkpoint covers {}",
+                        r.records, r.checkpointed
+                    );
+                    if r.records > r.checkpointed {
+                        println!(
+                            "note: the {} most recent records are after the last checkpoint",
+                            r.records - r.checkpointed
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("BROKEN: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Cmd::DemoUpstream { listen } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let addr: std::net::SocketAddr = listen.parse().context("--listen must be IP:port")?;
+                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                println!("listening on http://{}/mcp", listener.local_addr()?);
+                tokio::select! { _ = palisade::demo::serve(listener) => {}, _ = shutdown_signal() => {} }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Serve {
+            config: file,
+            listen,
+            data_dir,
+            log_format,
+        } => {
+            let overrides = Overrides {
+                listen,
+                data_dir,
+                log_format,
+            };
+            let cfg = match &file {
+                Some(f) => config::load_file(f, &env_var, &overrides),
+                None => config::parse_with(
+                    config::DEFAULT_TOML,
+                    "<embedded default>",
+                    &env_var,
+                    &overrides,
+                ),
+            };
+            let cfg = match cfg {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            init_logs(cfg.log_format);
+            let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "palisade_request_duration_seconds".into(),
+                    ),
+                    palisade::app::LATENCY_BUCKETS,
+                )?
+                .install_recorder()?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let running = palisade::run::start(cfg, Some(metrics))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                println!("{}", palisade::app::server::describe(running.addr));
+                running.serve(shutdown_signal()).await;
+                tracing::info!("stopped; audit trail flushed");
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! A single-pass, allocation-light JSON validator that builds no tree.
+//!
+//! Why not `serde_json` alone: it keeps the *last* of two duplicate keys, has no notion of keys that
+//! differ only in case, and only learns the nesting depth while it is already building values. Each
+//! of those is a parser differential between the gateway and an upstream: the gateway would
+//! authorise one reading of a message and the upstream execute another (CVE-2026-27896 is the
+//! case-insensitive variant). This scanner checks, in one pass over the original bytes:
+//! RFC 8259 grammar, string escapes (no lone surrogates, no raw control characters), the nesting
+//! depth *before* descending, and per-object key uniqueness both exactly and ignoring case. It
+//! reports the spans of the top-level members so callers can keep values raw.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// Why a document was refused by [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonError {
+    /// The bytes are not UTF-8.
+    #[error("body is not valid UTF-8")]
+    Utf8,
+    /// The grammar is broken at this byte offset.
+    #[error("invalid JSON at byte {0}")]
+    Syntax(usize),
+    /// Objects/arrays nest deeper than the configured limit.
+    #[error("nesting deeper than {0}")]
+    TooDeep(usize),
+    /// The same key appears twice in one object.
+    #[error("duplicate key at byte {0}")]
+    DuplicateKey(usize),
+    /// Two keys of one object differ only in letter case.
+    #[error("keys differing only in case at byte {0}")]
+    CaseVariantKey(usize),
+    /// The document is not a single JSON object.
+    #[error("top-level value is not an object")]
+    NotAnObject,
+    /// The document is an array (a JSON-RPC batch).
+    #[error("top-level value is an array")]
+    Array,
+}
+
+/// Above this many keys an object's uniqueness check switches from pairwise comparison to a set,
+/// so a 1 MB object of tiny keys cannot make the check quadratic.
+const PAIRWISE_MAX: usize = 16;
+
+/// Validates `bytes` as one JSON object and calls `on_member(key, value_span)` for each of its
+/// top-level members, in order. `max_depth` counts the top-level object as depth 1.
+pub fn scan<'a>(
+    bytes: &'a [u8],
+    max_depth: usize,
+    mut on_member: impl FnMut(&str, Range<usize>) -> Result<(), JsonError>,
+) -> Result<(), JsonError> {
+    std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
+    let mut s = Scanner {
+        b: bytes,
+        i: 0,
+        max_depth,
+        keys: Vec::new(),
+    };
+    s.ws();
+    match s.peek() {
+        Some(b'{') => {}
+        Some(b'[') => return Err(JsonError::Array),
+        Some(_) => return Err(JsonError::NotAnObject),
+        None => return Err(JsonError::Syntax(0)),
+    }
+    s.object(1, Some(&mut on_member))?;
+    s.ws();
+    if s.i != bytes.len() {
+        return Err(JsonError::Syntax(s.i));
+    }
+    Ok(())
+}
+
+/// Validates any JSON value (used on already-extracted spans, e.g. to check a value's grammar).
+pub fn validate_value(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
+    std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
+    let mut s = Scanner {
+        b: bytes,
+        i: 0,
+        max_depth,
+        keys: Vec::new(),
+    };
+    s.ws();
+    s.value(0)?;
+    s.ws();
+    if s.i != bytes.len() {
+        return Err(JsonError::Syntax(s.i));
+    }
+    Ok(())
+}
+
+/// Decodes a JSON string literal (with its quotes) that [`scan`] already validated.
+pub fn unescape(lit: &[u8]) -> Cow<'_, str> {
+    let inner = &lit[1..lit.len() - 1];
+    // The scanner validated UTF-8 for the whole document, so this cannot fail for its spans.
+    let text = std::str::from_utf8(inner).unwrap_or("");
+    if !inner.contains(&b'\\') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('"') => out.push('"'),
+            Some('\\') => out.push('\\'),
+            Some('/') => out.push('/'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('u') => {
+                let hi = hex4(&mut chars);
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    chars.next();
+                    chars.next();
+                    let lo = hex4(&mut chars);
+                    0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
+                } else {
+                    hi
+                };
+                out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
+            }
+            _ => out.push('\u{FFFD}'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn hex4(chars: &mut std::str::Chars<'_>) -> u32 {
+    (0..4).fold(0, |acc, _| {
+        acc * 16 + chars.next().and_then(|c| c.to_digit(16)).unwrap_or(0)
+    })
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+    max_depth: usize,
+    /// Keys of every object currently open, innermost last; reused across objects.
+    keys: Vec<Cow<'a, str>>,
+}
+
+type MemberFn<'f> = &'f mut dyn FnMut(&str, Range<usize>) -> Result<(), JsonError>;
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), JsonError> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(JsonError::Syntax(self.i))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), JsonError> {
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1, None),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(JsonError::Syntax(self.i)),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), JsonError> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(JsonError::Syntax(self.i))
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self) -> Result<(), JsonError> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(JsonError::Syntax(self.i)),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(JsonError::Syntax(self.i));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(JsonError::Syntax(self.i));
+            }
+        }
+        Ok(())
+    }
+
+    /// Scans a string literal; returns its span including the quotes and whether it has escapes.
+    fn string(&mut self) -> Result<(Range<usize>, bool), JsonError> {
+        let start = self.i;
+        self.expect(b'"')?;
+        let mut escaped = false;
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(JsonError::Syntax(self.i));
+            };
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Ok((start..self.i, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.i += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                        Some(b'u') => {
+                            self.i += 1;
+                            let cp = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&cp) {
+                                // A high surrogate must be followed by an escaped low surrogate.
+                                if !self.b[self.i..].starts_with(b"\\u") {
+                                    return Err(JsonError::Syntax(self.i));
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(JsonError::Syntax(self.i));
+                                }
+                            } else if (0xDC00..0xE000).contains(&cp) {
+                                return Err(JsonError::Syntax(self.i));
+                            }
+                        }
+                        _ => return Err(JsonError::Syntax(self.i)),
+                    }
+                }
+                0x00..=0x1F => return Err(JsonError::Syntax(self.i)),
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let mut v = 0u32;
+        for _ in 0..4 {
+            let d = self.peek().and_then(|c| (c as char).to_digit(16));
+            let Some(d) = d else {
+                return Err(JsonError::Syntax(self.i));
+            };
+            v = v * 16 + d;
+            self.i += 1;
+        }
+        Ok(v)
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), JsonError> {
+        if depth > self.max_depth {
+            return Err(JsonError::TooDeep(self.max_depth));
+        }
+        self.expect(b'[')?;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(JsonError::Syntax(self.i)),
+            }
+        }
+    }
+
+    fn object(
+        &mut self,
+        depth: usize,
+        mut on_member: Option<MemberFn<'_>>,
+    ) -> Result<(), JsonError> {
+        if depth > self.max_depth {
+            return Err(JsonError::TooDeep(self.max_depth));
+        }
+        self.expect(b'{')?;
+        let base = self.keys.len();
+        let mut folded: Option<std::collections::HashSet<String>> = None;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let at = self.i;
+            let (span, escaped) = self.string()?;
+            let key: Cow<'a, str> = if escaped {
+                Cow::Owned(unescape(&self.b[span.clone()]).into_owned())
+            } else {
+                // The document was checked as UTF-8 up front.
+                Cow::Borrowed(
+                    std::str::from_utf8(&self.b[span.start + 1..span.end - 1]).unwrap_or(""),
+                )
+            };
+            self.check_key(base, &key, &mut folded, at)?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            let vstart = self.i;
+            self.value(depth)?;
+            if let Some(f) = on_member.as_mut() {
+                f(&key, vstart..self.i)?;
+            }
+            self.keys.push(key);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    self.keys.truncate(base);
+                    return Ok(());
+                }
+                _ => return Err(JsonError::Syntax(self.i)),
+            }
+        }
+    }
+
+    fn check_key(
+        &self,
+        base: usize,
+        key: &str,
+        folded: &mut Option<std::collections::HashSet<String>>,
+        at: usize,
+    ) -> Result<(), JsonError> {
+        let siblings = &self.keys[base..];
+        if siblings.len() < PAIRWISE_MAX {
+            let folded_key = fold(key);
+            for k in siblings {
+                if k.as_ref() == key {
+                    return Err(JsonError::DuplicateKey(at));
+                }
+                if fold(k) == folded_key {
+                    return Err(JsonError::CaseVariantKey(at));
+                }
+            }
+            return Ok(());
+        }
+        let set =
+            folded.get_or_insert_with(|| siblings.iter().map(|k| fold(k).into_owned()).collect());
+        let f = fold(key).into_owned();
+        if set.contains(&f) {
+            return Err(if siblings.iter().any(|k| k.as_ref() == key) {
+                JsonError::DuplicateKey(at)
+            } else {
+                JsonError::CaseVariantKey(at)
+            });
+        }
+        set.insert(f);
+        Ok(())
+    }
+}
+
+/// Case folding for key comparison: ASCII fast path, full Unicode lowercase otherwise.
+fn fold(k: &str) -> Cow<'_, str> {
+    if k.is_ascii() {
+        if k.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(k.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(k)
+        }
+    } else {
+        Cow::Owned(k.to_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! The upstream side: a pooled HTTP client per gateway, one [`Upstream`] per configured server.
+//!
+//! The client's credentials never travel upstream: `Authorization`, `Cookie`, `Proxy-*` and
+//! hop-by-hop headers are stripped and the upstream's own configured headers injected. The
+//! request body is the client's original bytes.
+
+mod relay;
+
+pub use relay::{
+    check_response, collect, relay_json, relay_sse, RelayEnd, RelaySummary, ResponseError,
+};
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::UpstreamConfig;
+
+/// Why an upstream call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// Connecting or sending failed.
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+    /// No response headers within the configured timeout.
+    #[error("upstream timed out")]
+    Timeout,
+}
+
+/// The shared, pooled client (HTTP/1.1 and HTTP/2, `http` and `https` with rustls and the
+/// WebPKI roots; no OpenSSL).
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds the pooled client.
+pub fn client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(https)
+}
+
+/// One configured upstream.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Route name.
+    pub name: String,
+    uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    timeout: Duration,
+    client: HttpClient,
+}
+
+/// Headers never forwarded from client to upstream (credentials, hop-by-hop, and the ones the
+/// gateway sets itself).
+fn stripped_request_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "authorization"
+            | "cookie"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "mcp-session-id"
+            | "x-api-key"
+            | "accept-encoding"
+    )
+}
+
+/// Headers never passed from upstream back to the client.
+pub(crate) fn stripped_response_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+            | "mcp-session-id"
+            | "set-cookie"
+    )
+}
+
+impl Upstream {
+    /// Creates the upstream at `uri` (already resolved for builtins).
+    pub fn new(cfg: &UpstreamConfig, uri: Uri, client: HttpClient) -> Self {
+        Upstream {
+            name: cfg.name.clone(),
+            uri,
+            headers: cfg.headers.clone(),
+            timeout: cfg.timeout,
+            client,
+        }
+    }
+
+    /// The endpoint URL.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// Sends one request upstream. `session` is the upstream's session id, if any.
+    pub async fn send(
+        &self,
+        method: Method,
+        client_headers: &HeaderMap,
+        session: Option<&HeaderValue>,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut req = Request::builder().method(method).uri(self.uri.clone());
+        let h = req.headers_mut().expect("builder has no error yet");
+        for (name, value) in client_headers {
+            if !stripped_request_header(name) {
+                h.append(name, value.clone());
+            }
+        }
+        if let Some(s) = session {
+            h.insert(HeaderName::from_static("mcp-session-id"), s.clone());
+        }
+        for (name, value) in &self.headers {
+            h.insert(name, value.clone());
+        }
+        if !body.is_empty() {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(UpstreamError::Unreachable(error_chain(&e))),
+            Err(_) => Err(UpstreamError::Timeout),
+        }
+    }
+
+    /// Readiness probe: can we open a connection and get any HTTP answer?
+    pub async fn probe(&self) -> bool {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(self.uri.clone())
+            .body(Full::new(Bytes::new()));
+        let Ok(req) = req else { return false };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.client.request(req)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
