@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs the real MCP peers the integration tests talk to (the
+# official Python SDK in .venv, the reference server-everything from npm), then cargo test.
+# Idempotent: a second run reuses what the first installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp' 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet 'mcp==2.3.0'
+fi
+if [ ! -f tests/peers/node_modules/@modelcontextprotocol/server-everything/package.json ]; then
+  (cd tests/peers && npm install --silent --no-audit --no-fund)
+fi
+
+export PALISADE_PYTHON="$PWD/.venv/bin/python"
+export PALISADE_PEERS_DIR="$PWD/tests/peers"
+export PALISADE_REQUIRE_PEERS=1
+cargo test --lib --bins --tests -- --test-threads 2

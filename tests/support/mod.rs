@@ -1,0 +1,273 @@
+//! Test support: the real `palisade` binary in a temp dir, a scripted upstream, an HTTP client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("palisade-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a command that prints `listening on http://ADDR...` on stdout; returns it and ADDR.
+pub fn spawn_listening(cmd: &mut Command) -> (Proc, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines.next().expect("process printed nothing").unwrap();
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Proc(child), addr)
+}
+
+/// The gateway started with `config` (TOML text, without `listen`), in its own data dir.
+pub struct Gateway {
+    pub proc: Proc,
+    pub addr: String,
+    pub dir: PathBuf,
+}
+
+impl Gateway {
+    pub fn start(name: &str, config: &str) -> Gateway {
+        let dir = tmpdir(name);
+        let path = dir.join("palisade.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = {:?}\n{config}",
+                dir.join("data").display().to_string()
+            ),
+        )
+        .unwrap();
+        let (proc, addr) = spawn_listening(
+            Command::new(BIN)
+                .args(["serve", "--config"])
+                .arg(&path)
+                .args(["--listen", "127.0.0.1:0"])
+                .env("RUST_LOG", "warn"),
+        );
+        Gateway { proc, addr, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the gateway with SIGTERM and waits, so the audit trail is flushed.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.proc.0.id().to_string()])
+            .status();
+        let _ = self.proc.0.wait();
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.join("data").join("audit.db")
+    }
+
+    /// Audit rows as (rpc_method, decision, control, reason, status, error_code), in order.
+    pub fn audit_rows(&self) -> Vec<(Option<String>, String, String, String, u16, Option<String>)> {
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        let mut stmt = conn.prepare("SELECT rpc_method, decision, control, reason, status, error_code FROM audit ORDER BY seq").unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn code(&self) -> String {
+        self.json()["error"]["data"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    pub fn session(&self) -> Option<String> {
+        self.headers
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+}
+
+pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let client = palisade::upstream::client(Duration::from_secs(2));
+    let mut b = Request::builder().method(method).uri(url);
+    let mut has_accept = false;
+    for (k, v) in headers {
+        has_accept |= k.eq_ignore_ascii_case("accept");
+        b = b.header(*k, *v);
+    }
+    if !has_accept {
+        b = b.header("accept", "application/json, text/event-stream");
+    }
+    let resp = client
+        .request(b.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("request failed");
+    let (parts, body) = resp.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+pub async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut h = vec![("content-type", "application/json")];
+    h.extend_from_slice(headers);
+    send(Method::POST, url, &h, body.to_owned()).await
+}
+
+pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"0"}}}"#;
+
+/// A scripted upstream: counts every request it sees and misbehaves on demand, by tool name.
+#[derive(Clone, Default)]
+pub struct Scripted {
+    pub seen: Arc<AtomicUsize>,
+    pub bodies: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+}
+
+impl Scripted {
+    pub async fn start() -> (Scripted, SocketAddr) {
+        let s = Scripted::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let st = s.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let st = st.clone();
+                        async move { Ok::<_, std::convert::Infallible>(st.handle(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (s, addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.load(Ordering::SeqCst)
+    }
+
+    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        self.seen.fetch_add(1, Ordering::SeqCst);
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        self.bodies
+            .lock()
+            .unwrap()
+            .push((parts.headers.clone(), body.clone()));
+        let msg: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let id = msg["id"].clone();
+        let json = |status: u16, v: serde_json::Value, sid: Option<&str>| {
+            let mut r = Response::builder()
+                .status(status)
+                .header("content-type", "application/json");
+            if let Some(s) = sid {
+                r = r.header("mcp-session-id", s);
+            }
+            r.body(Full::new(Bytes::from(v.to_string()))).unwrap()
+        };
+        let sse = |events: String| {
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Full::new(Bytes::from(events)))
+                .unwrap()
+        };
+        if parts.method != Method::POST {
+            return Response::builder()
+                .status(405)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+        }
+        match (msg["method"].as_str(), msg["params"]["name"].as_str()) {
+            (Some("initialize"), _) => json(
+                200,
+                serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"scripted","version":"0"}}}),
+                Some("upstream-secret-session"),
+            ),
+            (None, _) | (Some(_), _) if msg.get("id").is_none() => Response::builder().status(202).body(Full::new(Bytes::new())).unwrap(),
+            (Some("tools/call"), Some("twice")) => sse(format!(
+                "id: p1\ndata:\n\nretry: 1000\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"n\":1}}}}\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"n\":2}}}}\n\n"
+            )),
+            (Some("tools/call"), Some("both")) => json(200, serde_json::json!({"jsonrpc":"2.0","id":id,"result":{},"error":{"code":1,"message":"x"}}), None),
+            (Some("tools/call"), Some("both_sse")) => sse(format!(
+                "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{}},\"error\":{{\"code\":1,\"message\":\"x\"}}}}\n\n"
+            )),
+            (Some("tools/call"), Some("die")) => sse("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n".into()),
+            (Some("tools/call"), Some("wrong_id")) => json(200, serde_json::json!({"jsonrpc":"2.0","id":"other","result":{}}), None),
+            (Some("tools/call"), Some("http400")) => json(400, serde_json::json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Bad Request: Server not initialized"}}), None),
+            (Some("tools/call"), Some("headers")) => {
+                let seen: serde_json::Map<_, _> = parts.headers.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.to_str().unwrap_or("?")))).collect();
+                json(200, serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"headers":seen}}), None)
+            }
+            _ => json(200, serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"ok":true}}), None),
+        }
+    }
+}
