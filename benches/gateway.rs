@@ -1,1 +1,242 @@
-fn main() {}
+//! Gateway cost benchmark: `cargo bench --bench gateway`.
+//!
+//! In one run it drives `tools/call echo` against the demo upstream three ways — directly,
+//! through a bare hyper pass-through forwarder (no controls: the floor any gateway pays on this
+//! machine), and through Palisade — at 1 and 32 concurrent sessions, and prints throughput,
+//! p50/p99 latency, each proxy's own CPU time per call (from /proc accounting) and the ratios.
+//! Every process is separate, so CPU time is attributed correctly. Environment knobs:
+//! `BENCH_SECS` (measured seconds per cell, default 5), `BENCH_RUNS` (default 3; medians are
+//! reported).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#;
+const CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the benchmark"}}}"#;
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> (Proc, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    (Proc(child), line.trim_start_matches("listening on http://").to_owned())
+}
+
+/// utime + stime of a process, in microseconds.
+fn cpu_us(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let hz = 100; // USER_HZ on Linux
+    ticks * 1_000_000 / hz
+}
+
+// ---- the bare forwarder (run as a child: `gateway --forwarder UPSTREAM_URL`) ----
+
+async fn forward(client: HttpClient, upstream: Arc<http::Uri>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let mut out = Request::builder().method(parts.method).uri(upstream.as_ref().clone());
+    for (k, v) in &parts.headers {
+        if k != "host" && k != "connection" {
+            out = out.header(k, v);
+        }
+    }
+    let resp = match client.request(out.body(Full::new(body)).unwrap()).await {
+        Ok(r) => r,
+        Err(_) => return Response::builder().status(502).body(Full::new(Bytes::new())).unwrap(),
+    };
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let mut r = Response::builder().status(parts.status);
+    for (k, v) in &parts.headers {
+        if k != "connection" && k != "transfer-encoding" {
+            r = r.header(k, v);
+        }
+    }
+    r.body(Full::new(body)).unwrap()
+}
+
+fn run_forwarder(upstream: String) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("listening on http://{}", listener.local_addr().unwrap());
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let upstream = Arc::new(upstream.parse::<http::Uri>().unwrap());
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let _ = s.set_nodelay(true);
+            let (client, upstream) = (client.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let (client, upstream) = (client.clone(), upstream.clone());
+                    async move { Ok::<_, std::convert::Infallible>(forward(client, upstream, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+            });
+        }
+    });
+}
+
+// ---- the load generator ----
+
+async fn post(client: &HttpClient, url: &str, session: Option<&str>, body: &'static str) -> (u16, Option<String>) {
+    let mut b = Request::post(url).header("content-type", "application/json").header("accept", "application/json, text/event-stream");
+    if let Some(s) = session {
+        b = b.header("mcp-session-id", s).header("mcp-protocol-version", "2025-11-25");
+    }
+    let resp = client.request(b.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap()).await.expect("request");
+    let status = resp.status().as_u16();
+    let sid = resp.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
+    let _ = resp.into_body().collect().await;
+    (status, sid)
+}
+
+struct Cell {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_call: Option<f64>,
+}
+
+async fn measure(url: &str, concurrency: usize, secs: u64, proxy_pid: Option<u32>) -> Cell {
+    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(concurrency * 2).build_http();
+    let mut sessions = Vec::new();
+    for _ in 0..concurrency {
+        let (status, sid) = post(&client, url, None, INIT).await;
+        assert_eq!(status, 200, "initialize via {url}");
+        sessions.push(sid.expect("session id"));
+    }
+    // Warm-up.
+    let warm = Instant::now() + Duration::from_millis(500);
+    let run = |deadline: Instant, collect: bool| {
+        let handles: Vec<_> = sessions
+            .iter()
+            .cloned()
+            .map(|sid| {
+                let client = client.clone();
+                let url = url.to_owned();
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        let (status, _) = post(&client, &url, Some(&sid), CALL).await;
+                        assert_eq!(status, 200);
+                        if collect {
+                            lat.push(t.elapsed().as_micros() as u64);
+                        }
+                    }
+                    lat
+                })
+            })
+            .collect();
+        handles
+    };
+    for h in run(warm, false) {
+        h.await.unwrap();
+    }
+    let cpu0 = proxy_pid.map(cpu_us);
+    let t0 = Instant::now();
+    let mut lat = Vec::new();
+    for h in run(t0 + Duration::from_secs(secs), true) {
+        lat.extend(h.await.unwrap());
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = proxy_pid.map(|p| (cpu_us(p) - cpu0.unwrap()) as f64);
+    lat.sort_unstable();
+    let n = lat.len();
+    Cell {
+        rps: n as f64 / elapsed,
+        p50_us: lat[n / 2] as f64,
+        p99_us: lat[(n * 99 / 100).min(n - 1)] as f64,
+        cpu_us_per_call: cpu.map(|c| c / n as f64),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--forwarder") {
+        return run_forwarder(args[i + 1].clone());
+    }
+    if args.iter().any(|a| a == "--list") {
+        println!("gateway: benchmark");
+        return;
+    }
+    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let bin = env!("CARGO_BIN_EXE_palisade");
+    let dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let (_demo, demo) = spawn(Command::new(bin).args(["demo-upstream", "--listen", "127.0.0.1:0"]));
+    let direct = format!("http://{demo}");
+    let (fwd, fwd_addr) = spawn(Command::new(std::env::current_exe().unwrap()).args(["--forwarder", &direct]));
+    let cfg = dir.join("bench.toml");
+    std::fs::write(&cfg, format!("data_dir = {:?}\n[[upstream]]\nname = \"demo\"\nurl = \"{direct}\"\n", dir.display().to_string())).unwrap();
+    let (gw, gw_addr) = spawn(Command::new(bin).args(["serve", "--config"]).arg(&cfg).args(["--listen", "127.0.0.1:0"]).env("RUST_LOG", "error"));
+    let targets: [(&str, String, Option<u32>); 3] = [
+        ("direct", direct.clone(), None),
+        ("bare forwarder", format!("http://{fwd_addr}/"), Some(fwd.0.id())),
+        ("palisade", format!("http://{gw_addr}/mcp/demo"), Some(gw.0.id())),
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    println!("tools/call echo, {secs} s per cell, {runs} runs, medians; machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    for c in [1usize, 32] {
+        let mut results: Vec<Vec<Cell>> = (0..3).map(|_| Vec::new()).collect();
+        for _ in 0..runs {
+            for (i, (_, url, pid)) in targets.iter().enumerate() {
+                results[i].push(rt.block_on(measure(url, c, secs, *pid)));
+            }
+        }
+        let med = |i: usize, f: &dyn Fn(&Cell) -> Option<f64>| {
+            let v: Vec<f64> = results[i].iter().filter_map(f).collect();
+            if v.is_empty() { f64::NAN } else { median(v) }
+        };
+        println!("\nconcurrency {c}");
+        println!("{:<16} {:>10} {:>10} {:>10} {:>14}", "target", "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call");
+        for (i, (name, _, _)) in targets.iter().enumerate() {
+            println!(
+                "{:<16} {:>10.0} {:>10.0} {:>10.0} {:>14.1}",
+                name,
+                med(i, &|c| Some(c.rps)),
+                med(i, &|c| Some(c.p50_us)),
+                med(i, &|c| Some(c.p99_us)),
+                med(i, &|c| c.cpu_us_per_call)
+            );
+        }
+        let cpu_ratio = med(2, &|c| c.cpu_us_per_call) / med(1, &|c| c.cpu_us_per_call);
+        let added_bare = med(1, &|c| Some(c.p50_us)) - med(0, &|c| Some(c.p50_us));
+        let added_gw = med(2, &|c| Some(c.p50_us)) - med(0, &|c| Some(c.p50_us));
+        println!("palisade/bare CPU per call: {cpu_ratio:.2}x (target <= 1.25x)");
+        println!("p50 added vs direct: bare {added_bare:.0} µs, palisade {added_gw:.0} µs (target <= 100 µs at c=1)");
+        println!("throughput palisade/direct: {:.2}", med(2, &|c| Some(c.rps)) / med(0, &|c| Some(c.rps)));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
