@@ -35,11 +35,18 @@ impl Drop for Proc {
 }
 
 fn spawn(cmd: &mut Command) -> (Proc, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = lines.next().unwrap().unwrap();
     std::thread::spawn(move || for _ in lines {});
-    (Proc(child), line.trim_start_matches("listening on http://").to_owned())
+    (
+        Proc(child),
+        line.trim_start_matches("listening on http://").to_owned(),
+    )
 }
 
 /// utime + stime of a process, in microseconds.
@@ -47,17 +54,28 @@ fn cpu_us(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     let hz = 100; // USER_HZ on Linux
     ticks * 1_000_000 / hz
 }
 
 // ---- the bare forwarder (run as a child: `gateway --forwarder UPSTREAM_URL`) ----
 
-async fn forward(client: HttpClient, upstream: Arc<http::Uri>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn forward(
+    client: HttpClient,
+    upstream: Arc<http::Uri>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    let mut out = Request::builder().method(parts.method).uri(upstream.as_ref().clone());
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let mut out = Request::builder()
+        .method(parts.method)
+        .uri(upstream.as_ref().clone());
     for (k, v) in &parts.headers {
         if k != "host" && k != "connection" {
             out = out.header(k, v);
@@ -65,10 +83,19 @@ async fn forward(client: HttpClient, upstream: Arc<http::Uri>, req: Request<Inco
     }
     let resp = match client.request(out.body(Full::new(body)).unwrap()).await {
         Ok(r) => r,
-        Err(_) => return Response::builder().status(502).body(Full::new(Bytes::new())).unwrap(),
+        Err(_) => {
+            return Response::builder()
+                .status(502)
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
     };
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let mut r = Response::builder().status(parts.status);
     for (k, v) in &parts.headers {
         if k != "connection" && k != "transfer-encoding" {
@@ -92,9 +119,13 @@ fn run_forwarder(upstream: String) {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let (client, upstream) = (client.clone(), upstream.clone());
-                    async move { Ok::<_, std::convert::Infallible>(forward(client, upstream, req).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(forward(client, upstream, req).await)
+                    }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
             });
         }
     });
@@ -102,14 +133,32 @@ fn run_forwarder(upstream: String) {
 
 // ---- the load generator ----
 
-async fn post(client: &HttpClient, url: &str, session: Option<&str>, body: &'static str) -> (u16, Option<String>) {
-    let mut b = Request::post(url).header("content-type", "application/json").header("accept", "application/json, text/event-stream");
+async fn post(
+    client: &HttpClient,
+    url: &str,
+    session: Option<&str>,
+    body: &'static str,
+) -> (u16, Option<String>) {
+    let mut b = Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
     if let Some(s) = session {
-        b = b.header("mcp-session-id", s).header("mcp-protocol-version", "2025-11-25");
+        b = b
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-11-25");
     }
-    let resp = client.request(b.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap()).await.expect("request");
+    let resp = client
+        .request(
+            b.body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap(),
+        )
+        .await
+        .expect("request");
     let status = resp.status().as_u16();
-    let sid = resp.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
     let _ = resp.into_body().collect().await;
     (status, sid)
 }
@@ -122,7 +171,9 @@ struct Cell {
 }
 
 async fn measure(url: &str, concurrency: usize, secs: u64, proxy_pid: Option<u32>) -> Cell {
-    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(concurrency * 2).build_http();
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency * 2)
+        .build_http();
     let mut sessions = Vec::new();
     for _ in 0..concurrency {
         let (status, sid) = post(&client, url, None, INIT).await;
@@ -189,25 +240,62 @@ fn main() {
         println!("gateway: benchmark");
         return;
     }
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let bin = env!("CARGO_BIN_EXE_palisade");
     let dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
     let (_demo, demo) = spawn(Command::new(bin).args(["demo-upstream", "--listen", "127.0.0.1:0"]));
     let direct = format!("http://{demo}");
-    let (fwd, fwd_addr) = spawn(Command::new(std::env::current_exe().unwrap()).args(["--forwarder", &direct]));
+    let (fwd, fwd_addr) =
+        spawn(Command::new(std::env::current_exe().unwrap()).args(["--forwarder", &direct]));
     let cfg = dir.join("bench.toml");
-    std::fs::write(&cfg, format!("data_dir = {:?}\n[[upstream]]\nname = \"demo\"\nurl = \"{direct}\"\n", dir.display().to_string())).unwrap();
-    let (gw, gw_addr) = spawn(Command::new(bin).args(["serve", "--config"]).arg(&cfg).args(["--listen", "127.0.0.1:0"]).env("RUST_LOG", "error"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[[upstream]]\nname = \"demo\"\nurl = \"{direct}\"\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (gw, gw_addr) = spawn(
+        Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "error"),
+    );
     let targets: [(&str, String, Option<u32>); 3] = [
         ("direct", direct.clone(), None),
-        ("bare forwarder", format!("http://{fwd_addr}/"), Some(fwd.0.id())),
-        ("palisade", format!("http://{gw_addr}/mcp/demo"), Some(gw.0.id())),
+        (
+            "bare forwarder",
+            format!("http://{fwd_addr}/"),
+            Some(fwd.0.id()),
+        ),
+        (
+            "palisade",
+            format!("http://{gw_addr}/mcp/demo"),
+            Some(gw.0.id()),
+        ),
     ];
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    println!("tools/call echo, {secs} s per cell, {runs} runs, medians; machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "tools/call echo, {secs} s per cell, {runs} runs, medians; machine: {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     for c in [1usize, 32] {
         let mut results: Vec<Vec<Cell>> = (0..3).map(|_| Vec::new()).collect();
         for _ in 0..runs {
@@ -217,10 +305,17 @@ fn main() {
         }
         let med = |i: usize, f: &dyn Fn(&Cell) -> Option<f64>| {
             let v: Vec<f64> = results[i].iter().filter_map(f).collect();
-            if v.is_empty() { f64::NAN } else { median(v) }
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                median(v)
+            }
         };
         println!("\nconcurrency {c}");
-        println!("{:<16} {:>10} {:>10} {:>10} {:>14}", "target", "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call");
+        println!(
+            "{:<16} {:>10} {:>10} {:>10} {:>14}",
+            "target", "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call"
+        );
         for (i, (name, _, _)) in targets.iter().enumerate() {
             println!(
                 "{:<16} {:>10.0} {:>10.0} {:>10.0} {:>14.1}",
@@ -236,7 +331,10 @@ fn main() {
         let added_gw = med(2, &|c| Some(c.p50_us)) - med(0, &|c| Some(c.p50_us));
         println!("palisade/bare CPU per call: {cpu_ratio:.2}x (target <= 1.25x)");
         println!("p50 added vs direct: bare {added_bare:.0} µs, palisade {added_gw:.0} µs (target <= 100 µs at c=1)");
-        println!("throughput palisade/direct: {:.2}", med(2, &|c| Some(c.rps)) / med(0, &|c| Some(c.rps)));
+        println!(
+            "throughput palisade/direct: {:.2}",
+            med(2, &|c| Some(c.rps)) / med(0, &|c| Some(c.rps))
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
