@@ -322,6 +322,26 @@ async fn every_rejection_is_refused_audited_and_never_reaches_the_upstream() {
             "bad_id",
         ),
         c(
+            "modern: Mcp-Name differs from the body",
+            vec![
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "get_quote"),
+            ],
+            br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"place_order"}}"#,
+            400,
+            "MCP-001",
+            "header_mismatch",
+        ),
+        c(
+            "modern: Mcp-Method missing",
+            vec![("mcp-protocol-version", "2026-07-28")],
+            br#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#,
+            400,
+            "MCP-001",
+            "header_missing",
+        ),
+        c(
             "token in query",
             with_sid(vec![]),
             ok_call.as_bytes(),
@@ -349,6 +369,9 @@ async fn every_rejection_is_refused_audited_and_never_reaches_the_upstream() {
             String::from_utf8_lossy(&r.body)
         );
         assert_eq!(r.code(), case.code, "{}", case.name);
+        if case.reason.starts_with("header_") {
+            assert_eq!(r.json()["error"]["code"], -32020, "{}", case.name);
+        }
         assert!(
             r.json()["error"]["data"]["request_id"]
                 .as_str()

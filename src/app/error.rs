@@ -10,6 +10,7 @@ use http::StatusCode;
 use crate::audit::AuditUnavailable;
 use crate::controls::authn::AuthnError;
 use crate::controls::body::BodyError;
+use crate::controls::mirror::MirrorError;
 use crate::controls::origin::OriginError;
 use crate::controls::session::SessionError;
 use crate::proto::codes::rpc;
@@ -42,6 +43,9 @@ pub enum Rejection {
     /// JSON-RPC envelope.
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    /// Mirrored `Mcp-Method` / `Mcp-Name` headers (2026-07-28).
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
     /// Session binding.
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -233,6 +237,22 @@ impl Rejection {
                 EnvelopeError::ResultAndError => invalid("result_and_error"),
                 EnvelopeError::Unclassifiable => invalid("unclassifiable"),
             },
+            Rejection::Mirror(e) => {
+                let reason = match e {
+                    MirrorError::Missing(_) => "header_missing",
+                    MirrorError::Repeated(_) => "header_repeated",
+                    MirrorError::Malformed(_) => "header_malformed",
+                    MirrorError::Mismatch(_) => "header_mismatch",
+                };
+                m(
+                    S::BAD_REQUEST,
+                    rpc::HEADER_MISMATCH,
+                    C::InvalidArgs,
+                    "Bad Request: Mcp-Method/Mcp-Name headers must match the body",
+                    "mirror",
+                    reason,
+                )
+            }
             Rejection::Session(e) => match e {
                 SessionError::Missing => m(
                     S::BAD_REQUEST,

@@ -1,7 +1,8 @@
 //! The request pipeline, in order, in one place.
 //!
 //! ```text
-//! request ─▶ audit slot ─▶ route ─▶ origin/host ─▶ authenticate ─▶ body+envelope ─▶ session
+//! request ─▶ audit slot ─▶ route ─▶ origin/host ─▶ authenticate ─▶ body+envelope ─▶ mirror
+//!         ─▶ session
 //!         ─▶ [authorize · admit · validate: later issues] ─▶ upstream ─▶ response checks ─▶ audit
 //! ```
 //! Each step takes what the previous one produced (`Principal`, `Envelope`, `SessionCtx`), so
@@ -22,7 +23,7 @@ use super::{ops, Shared};
 use crate::audit::Decision;
 use crate::controls::authn::Principal;
 use crate::controls::session::{Binding, SessionError};
-use crate::controls::{body as request_body, session};
+use crate::controls::{body as request_body, mirror, session};
 use crate::proto::{codes, Envelope, Id, Kind};
 use crate::upstream::{self, RelayEnd};
 
@@ -179,10 +180,16 @@ async fn mcp(
             let env = Envelope::parse(bytes, limits.max_json_depth)?;
             trace.message(&env);
             *id = env.id().cloned();
-            // 5. Session: the caller's own session on this route, or a new one on initialize.
-            let session = post_session(gw, &parts.headers, &env, &principal, route)?;
-            // 6. [authorize, admit, validate slot in here: they take &Principal and &Envelope.]
-            // 7. Upstream: the original bytes, the upstream's credentials, never the client's.
+            // 5. Modern requests mirror method and name in headers; intermediaries may act on
+            //    those, so they must say what the body says.
+            let modern = is_modern(&parts.headers);
+            if modern {
+                mirror::check(&parts.headers, &env)?;
+            }
+            // 6. Session: the caller's own session on this route, or a new one on initialize.
+            let session = post_session(gw, &parts.headers, &env, &principal, route, modern)?;
+            // 7. [authorize, admit, validate slot in here: they take &Principal and &Envelope.]
+            // 8. Upstream: the original bytes, the upstream's credentials, never the client's.
             let resp = upstream
                 .send(
                     Method::POST,
@@ -191,7 +198,7 @@ async fn mcp(
                     env.bytes().clone(),
                 )
                 .await?;
-            // 8. Response checks: exactly one response per id; our session id replaces theirs.
+            // 9. Response checks: exactly one response per id; our session id replaces theirs.
             post_response(gw, resp, &env, session, &principal, route).await
         }
         Method::GET => {
@@ -264,13 +271,14 @@ fn post_session(
     env: &Envelope,
     principal: &Principal,
     route: usize,
+    modern: bool,
 ) -> Result<SessionCtx, SessionError> {
     let initialize = env.method() == Some("initialize");
     match headers.get(MCP_SESSION_ID) {
         Some(_) if initialize => Err(SessionError::InitializeInSession),
         Some(_) => lookup(gw, headers, principal, route).map(SessionCtx::Bound),
         None if initialize => Ok(SessionCtx::New),
-        None if is_modern(headers) => Ok(SessionCtx::Stateless),
+        None if modern => Ok(SessionCtx::Stateless),
         None => Err(SessionError::Missing),
     }
 }

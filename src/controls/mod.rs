@@ -3,5 +3,6 @@
 
 pub mod authn;
 pub mod body;
+pub mod mirror;
 pub mod origin;
 pub mod session;

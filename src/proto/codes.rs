@@ -73,6 +73,9 @@ pub mod rpc {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// Implementation-defined server error (used for transport-level refusals).
     pub const SERVER_ERROR: i64 = -32000;
+    /// 2026-07-28 `HeaderMismatch`: a mirrored header (`Mcp-Method`, `Mcp-Name`) is missing or
+    /// disagrees with the body.
+    pub const HEADER_MISMATCH: i64 = -32020;
 }
 
 /// Builds the JSON-RPC error body: `{"jsonrpc":"2.0","id":…,"error":{"code":…,"message":…,

@@ -1,0 +1,224 @@
+//! Mirrored request headers of the 2026-07-28 transport (`Mcp-Method`, `Mcp-Name`).
+//!
+//! Threat: a parser differential between header and body. Modern clients copy the JSON-RPC
+//! `method` and the tool/prompt name or resource URI into headers so that intermediaries can
+//! route without reading the body. If a load balancer, a WAF or an upstream trusts the headers
+//! while the gateway authorises the body, a request saying `Mcp-Name: get_quote` with a body
+//! calling `place_order` would be judged as one call and executed as another. The gateway
+//! authorises from the body, and — as the specification requires of anything that processes the
+//! body — refuses a modern request whose mirrored headers are missing or disagree with it
+//! (HTTP 400, JSON-RPC -32020 `HeaderMismatch`).
+//!
+//! Legacy requests (no `MCP-Protocol-Version` ≥ 2026-07-28) are not checked: those clients do
+//! not send the headers and legacy upstreams do not read them. `Mcp-Param-*` headers depend on
+//! each tool's schema (`x-mcp-header`); they are forwarded untouched, as the specification asks
+//! of intermediaries that do not recognise them.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName};
+
+use crate::proto::{Envelope, Kind};
+
+const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
+/// Why the mirrored headers were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorError {
+    /// A required header is absent.
+    #[error("{0} header missing")]
+    Missing(&'static str),
+    /// The header appears more than once.
+    #[error("{0} header repeated")]
+    Repeated(&'static str),
+    /// The header is not valid text or not valid `=?base64?…?=`.
+    #[error("{0} header malformed")]
+    Malformed(&'static str),
+    /// The header's value differs from the body's.
+    #[error("{0} header does not match the body")]
+    Mismatch(&'static str),
+}
+
+/// Checks `Mcp-Method` and `Mcp-Name` of a modern request against its body. Call it only for
+/// requests in the 2026-07-28 era.
+pub fn check(headers: &HeaderMap, env: &Envelope) -> Result<(), MirrorError> {
+    let Some(method) = env.method() else {
+        return Ok(()); // a response carries no method; modern clients send none anyway
+    };
+    let sent =
+        single(headers, &MCP_METHOD, "Mcp-Method")?.ok_or(MirrorError::Missing("Mcp-Method"))?;
+    if sent != method {
+        return Err(MirrorError::Mismatch("Mcp-Method"));
+    }
+    let key = match (env.kind(), method) {
+        (Kind::Request, "tools/call" | "prompts/get") => "name",
+        (Kind::Request, "resources/read") => "uri",
+        _ => return Ok(()),
+    };
+    let sent = single(headers, &MCP_NAME, "Mcp-Name")?.ok_or(MirrorError::Missing("Mcp-Name"))?;
+    // A body without the parameter is the envelope's or the upstream's to refuse; the header
+    // must still not claim a name the body does not have.
+    match env.param_str(key) {
+        Some(body) if body == sent => Ok(()),
+        _ => Err(MirrorError::Mismatch("Mcp-Name")),
+    }
+}
+
+/// The one value of `name`, decoded: surrounding whitespace trimmed, and the `=?base64?…?=`
+/// form (used for values that are not header-safe) decoded strictly, padding included.
+fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+    label: &'static str,
+) -> Result<Option<Cow<'h, str>>, MirrorError> {
+    let mut all = headers.get_all(name).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return match headers.contains_key(name) {
+            true => Err(MirrorError::Repeated(label)),
+            false => Ok(None),
+        };
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| MirrorError::Malformed(label))?
+        .trim();
+    match text
+        .strip_prefix("=?base64?")
+        .and_then(|t| t.strip_suffix("?="))
+    {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|s| Some(Cow::Owned(s)))
+            .ok_or(MirrorError::Malformed(label)),
+        None => Ok(Some(Cow::Borrowed(text))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::HeaderValue;
+
+    fn env(body: &str) -> Envelope {
+        Envelope::parse(Bytes::from(body.to_owned()), 64).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"place_order","arguments":{}}}"#;
+
+    #[test]
+    fn matching_headers_pass() {
+        let h = headers(&[("mcp-method", "tools/call"), ("mcp-name", "place_order")]);
+        assert_eq!(check(&h, &env(CALL)), Ok(()));
+        let h = headers(&[("mcp-method", "tools/list")]);
+        assert_eq!(
+            check(
+                &h,
+                &env(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn whitespace_around_the_value_is_ignored() {
+        let h = headers(&[
+            ("mcp-method", " tools/call "),
+            ("mcp-name", "  place_order  "),
+        ]);
+        assert_eq!(check(&h, &env(CALL)), Ok(()));
+    }
+
+    #[test]
+    fn a_name_that_disagrees_with_the_body_is_refused() {
+        let h = headers(&[("mcp-method", "tools/call"), ("mcp-name", "get_quote")]);
+        assert_eq!(
+            check(&h, &env(CALL)),
+            Err(MirrorError::Mismatch("Mcp-Name"))
+        );
+    }
+
+    #[test]
+    fn method_must_match_exactly_including_case() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let h = headers(&[("mcp-method", "TOOLS/LIST")]);
+        assert_eq!(
+            check(&h, &env(body)),
+            Err(MirrorError::Mismatch("Mcp-Method"))
+        );
+        let h = headers(&[("mcp-method", "tools/call")]);
+        assert_eq!(
+            check(&h, &env(body)),
+            Err(MirrorError::Mismatch("Mcp-Method"))
+        );
+    }
+
+    #[test]
+    fn missing_headers_are_refused() {
+        assert_eq!(
+            check(&HeaderMap::new(), &env(CALL)),
+            Err(MirrorError::Missing("Mcp-Method"))
+        );
+        let h = headers(&[("mcp-method", "tools/call")]);
+        assert_eq!(check(&h, &env(CALL)), Err(MirrorError::Missing("Mcp-Name")));
+    }
+
+    #[test]
+    fn repeated_headers_are_refused() {
+        let h = headers(&[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "place_order"),
+            ("mcp-name", "get_quote"),
+        ]);
+        assert_eq!(
+            check(&h, &env(CALL)),
+            Err(MirrorError::Repeated("Mcp-Name"))
+        );
+    }
+
+    #[test]
+    fn base64_values_are_decoded_strictly() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///tmp/é"}}"#;
+        let b64 = base64::engine::general_purpose::STANDARD.encode("file:///tmp/é");
+        let h = headers(&[
+            ("mcp-method", "resources/read"),
+            ("mcp-name", &format!("=?base64?{b64}?=")),
+        ]);
+        assert_eq!(check(&h, &env(body)), Ok(()));
+        for bad in ["=?base64?ZmlsZQ?=", "=?base64?Zm!!ZQ==?="] {
+            let h = headers(&[("mcp-method", "resources/read"), ("mcp-name", bad)]);
+            assert_eq!(
+                check(&h, &env(body)),
+                Err(MirrorError::Malformed("Mcp-Name"))
+            );
+        }
+    }
+
+    #[test]
+    fn escaped_body_names_compare_unescaped() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"place\u005forder"}}"#;
+        let h = headers(&[("mcp-method", "tools/call"), ("mcp-name", "place_order")]);
+        assert_eq!(check(&h, &env(body)), Ok(()));
+    }
+
+    #[test]
+    fn notifications_need_only_the_method() {
+        let body =
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#;
+        let h = headers(&[("mcp-method", "notifications/cancelled")]);
+        assert_eq!(check(&h, &env(body)), Ok(()));
+    }
+}
