@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs the real MCP peers the integration tests talk to (the
-# official Python SDK in .venv, the reference server-everything from npm), then cargo test.
+# official Python SDK in .venv; from npm the reference server-everything, and the conformance runner
+# with the Node 22 it needs), then cargo test.
 # Idempotent: a second run reuses what the first installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp' 2>/dev/null; 
   python3 -m venv .venv
   .venv/bin/pip install --quiet 'mcp==2.3.0'
 fi
-if [ ! -f tests/peers/node_modules/@modelcontextprotocol/server-everything/package.json ]; then
+# npm ls fails when anything in tests/peers/package.json is missing or at another version.
+if ! (cd tests/peers && npm ls --silent >/dev/null 2>&1); then
   (cd tests/peers && npm install --silent --no-audit --no-fund)
 fi
 

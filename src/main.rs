@@ -41,6 +41,9 @@ enum Cmd {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8701")]
         listen: String,
+        /// Serve the MCP conformance suite's test tools, resources and prompts instead.
+        #[arg(long)]
+        conformance: bool,
     },
     /// Audit trail tools.
     Audit {
@@ -168,13 +171,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::DemoUpstream { listen } => {
+        Cmd::DemoUpstream {
+            listen,
+            conformance,
+        } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
-                let addr: std::net::SocketAddr = listen.parse().context("--listen must be IP:port")?;
-                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let addr: std::net::SocketAddr =
+                    listen.parse().context("--listen must be IP:port")?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
                 println!("listening on http://{}/mcp", listener.local_addr()?);
-                tokio::select! { _ = palisade::demo::serve(listener) => {}, _ = shutdown_signal() => {} }
+                let server = async move {
+                    if conformance {
+                        palisade::demo::conformance::serve(listener).await
+                    } else {
+                        palisade::demo::serve(listener).await
+                    }
+                };
+                tokio::select! { _ = server => {}, _ = shutdown_signal() => {} }
                 Ok::<_, anyhow::Error>(())
             })?;
             Ok(ExitCode::SUCCESS)

@@ -361,7 +361,6 @@ fn upstream(
     }
     let target = match (u.url, u.builtin.as_deref()) {
         (Some(url), None) => match expand(&url, env)
-            .map_err(|w| w)
             .and_then(|s| s.parse::<Uri>().map_err(|x| x.to_string()))
         {
             Ok(uri)

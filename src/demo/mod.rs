@@ -5,6 +5,7 @@
 //! It does no security of its own on purpose: it is what the gateway protects. `place_order`
 //! only simulates an order; `fetch_url` really fetches.
 
+pub mod conformance;
 mod tools;
 
 use std::collections::{HashSet, VecDeque};

@@ -45,7 +45,9 @@ impl Id {
     fn parse(raw: &[u8]) -> Option<Id> {
         match raw.first()? {
             b'"' => Some(Id::Str(json::unescape(raw).into())),
-            b'-' | b'0'..=b'9' => std::str::from_utf8(raw)
+            // `-0` is refused: serde_json (and JavaScript) read it as the float -0.0, so the
+            // upstream would answer with an id the gateway does not recognise.
+            b'-' | b'0'..=b'9' if raw != b"-0" => std::str::from_utf8(raw)
                 .ok()?
                 .parse::<i64>()
                 .ok()

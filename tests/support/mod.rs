@@ -99,7 +99,7 @@ impl Gateway {
     }
 
     /// Audit rows as (rpc_method, decision, control, reason, status, error_code), in order.
-    pub fn audit_rows(&self) -> Vec<(Option<String>, String, String, String, u16, Option<String>)> {
+    pub fn audit_rows(&self) -> Vec<AuditRow> {
         let conn = rusqlite::Connection::open(self.db()).unwrap();
         let mut stmt = conn.prepare("SELECT rpc_method, decision, control, reason, status, error_code FROM audit ORDER BY seq").unwrap();
         stmt.query_map([], |r| {
@@ -117,6 +117,9 @@ impl Gateway {
         .collect()
     }
 }
+
+/// (rpc_method, decision, control, reason, status, error_code) of one audit record.
+pub type AuditRow = (Option<String>, String, String, String, u16, Option<String>);
 
 pub struct Reply {
     pub status: StatusCode,

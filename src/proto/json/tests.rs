@@ -156,3 +156,18 @@ proptest::proptest! {
         proptest::prop_assert_eq!(seen, expect);
     }
 }
+
+#[test]
+fn numbers_beyond_a_double_are_refused() {
+    // Found by the fuzzer: serde_json refuses these, JavaScript reads Infinity.
+    for n in ["1e400", "-1E+309", "88888588.8555e55555555"] {
+        let doc = format!(r#"{{"a":{n}}}"#);
+        assert!(matches!(members(&doc), Err(JsonError::Syntax(_))), "{n}");
+    }
+    let huge = format!(r#"{{"a":{}}}"#, "9".repeat(400));
+    assert!(members(&huge).is_err());
+    for n in ["1e308", "-1.5e-400", &"9".repeat(300), "0.000001"] {
+        let doc = format!(r#"{{"a":{n}}}"#);
+        assert!(members(&doc).is_ok(), "{n}");
+    }
+}
