@@ -50,6 +50,25 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// Credential tools.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print a new random API token and the `[[auth.bearer]]` entry (with its SHA-256) for the
+    /// config. The token is shown once; only its hash goes in the config.
+    Generate {
+        /// The principal the token authenticates.
+        #[arg(long, default_value = "client")]
+        id: String,
+        /// Roles to grant (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        role: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,6 +162,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Token {
+            cmd: TokenCmd::Generate { id, role },
+        } => {
+            let (token, hash) = palisade::controls::authn::generate_token();
+            let roles: Vec<String> = role.iter().map(|r| format!("{r:?}")).collect();
+            println!("token: {token}");
+            println!();
+            println!("[[auth.bearer]]");
+            println!("id = {id:?}");
+            println!("sha256 = \"{hash}\"");
+            println!("roles = [{}]", roles.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Audit {
             cmd: AuditCmd::Verify { db, pubkey },
         } => {

@@ -68,7 +68,7 @@ pub async fn start(
     }
     let gw = Arc::new(Gateway {
         origin: OriginGuard::new(config.origins.clone(), addr.ip().is_loopback()),
-        authn: Authenticator::default(),
+        authn: Authenticator::new(&config.auth, &config.upstreams),
         sessions: SessionStore::new(&config.sessions),
         routes,
         audit,

@@ -159,3 +159,58 @@ async fn server_everything_progress_streams_incrementally_through_the_gateway() 
     );
     assert_eq!(text.matches("\"id\":3").count(), 1);
 }
+
+#[test]
+fn python_sdk_authenticates_with_a_bearer_token_and_with_hmac_signing() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let peers = std::env::var("PALISADE_PEERS_DIR").unwrap();
+    let (token, hash) = palisade::controls::authn::generate_token();
+    let v1 = "python-seed-secret-0123456789abcdef";
+    let v2 = "python-v2-secret-0123456789abcdef0";
+    let mut gw = Gateway::start(
+        "python-auth",
+        &format!(
+            "[auth]\nmethods = [\"bearer\", \"hmac\"]\n\
+             [[auth.bearer]]\nid = \"py-bearer\"\nsha256 = \"{hash}\"\n\
+             [[auth.hmac.clients]]\nid = \"py-seed\"\nkey_id = \"seed\"\nsecret = \"{v1}\"\ncanonical = \"v1\"\n\
+             [[auth.hmac.clients]]\nid = \"py-v2\"\nkey_id = \"v2\"\nsecret = \"{v2}\"\n\
+             [[upstream]]\nname = \"demo\"\nbuiltin = \"demo\"\n"
+        ),
+    );
+    let url = gw.url("/mcp/demo");
+    let run = |args: &[&str]| {
+        let out = Command::new(&python)
+            .arg(format!("{peers}/python_auth_client.py"))
+            .arg(&url)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python client {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["tools"][0], "echo");
+        v["echo"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(run(&["bearer", &token]), "signed by bearer");
+    assert_eq!(run(&["hmac", "seed", v1, "v1"]), "signed by hmac");
+    assert_eq!(run(&["hmac", "v2", v2, "v2"]), "signed by hmac");
+    // Without a credential the SDK gets nowhere.
+    let out = Command::new(&python)
+        .arg(format!("{peers}/python_client.py"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    gw.stop();
+    let rows = gw.principal_rows();
+    for who in ["py-bearer", "py-seed", "py-v2"] {
+        let calls = rows.iter().filter(|r| r.0 == who && r.2 == "allow").count();
+        assert!(calls >= 3, "{who}: {rows:#?}");
+    }
+    assert!(rows.iter().any(|r| r.3 == "missing_credential"));
+}

@@ -8,7 +8,7 @@
 use http::StatusCode;
 
 use crate::audit::AuditUnavailable;
-use crate::controls::authn::AuthnError;
+use crate::controls::authn::{AuthnError, BearerError, HmacError};
 use crate::controls::body::BodyError;
 use crate::controls::mirror::MirrorError;
 use crate::controls::origin::OriginError;
@@ -170,16 +170,61 @@ impl Rejection {
                     reason,
                 )
             }
-            Rejection::Authn(e) => match e {
-                AuthnError::CredentialInQuery => m(
-                    S::BAD_REQUEST,
-                    rpc::SERVER_ERROR,
-                    C::Unauthorized,
-                    "Credentials are not accepted in the URL",
-                    "authn",
-                    "credential_in_query",
-                ),
-            },
+            Rejection::Authn(e) => {
+                let reason = match e {
+                    AuthnError::CredentialInQuery => "credential_in_query",
+                    AuthnError::CredentialInCookie => "credential_in_cookie",
+                    AuthnError::Missing => "missing_credential",
+                    AuthnError::IdentityMismatch => "identity_mismatch",
+                    AuthnError::Bearer(b) => match b {
+                        BearerError::Malformed => "bearer_malformed",
+                        BearerError::Repeated => "bearer_repeated",
+                        BearerError::TooLong => "bearer_too_long",
+                        BearerError::Unknown => "bearer_unknown",
+                    },
+                    AuthnError::Hmac(h) => match h {
+                        HmacError::MissingHeader(_) => "hmac_missing_header",
+                        HmacError::MalformedHeader(_) => "hmac_malformed_header",
+                        HmacError::BadTimestamp => "hmac_bad_timestamp",
+                        HmacError::Stale => "hmac_stale",
+                        HmacError::Future => "hmac_future",
+                        HmacError::UnsupportedVersion => "hmac_unsupported_version",
+                        HmacError::UnknownKey => "hmac_unknown_key",
+                        HmacError::BadSignature => "hmac_bad_signature",
+                        HmacError::ReplayedNonce => "hmac_replayed_nonce",
+                        HmacError::ReplayedSignature => "hmac_replayed_signature",
+                        HmacError::StoreFull => "hmac_replay_store_full",
+                    },
+                };
+                match e {
+                    // Too many live nonces for one client: a rate problem, not a failed login.
+                    AuthnError::Hmac(HmacError::StoreFull) => m(
+                        S::TOO_MANY_REQUESTS,
+                        rpc::SERVER_ERROR,
+                        C::RateLimitExceeded,
+                        "Too many requests",
+                        "authn",
+                        reason,
+                    ),
+                    // Credentials in URLs are a request-shape error, not a failed login.
+                    AuthnError::CredentialInQuery | AuthnError::CredentialInCookie => m(
+                        S::BAD_REQUEST,
+                        rpc::SERVER_ERROR,
+                        C::Unauthorized,
+                        "Credentials are accepted only in headers",
+                        "authn",
+                        reason,
+                    ),
+                    _ => m(
+                        S::UNAUTHORIZED,
+                        rpc::SERVER_ERROR,
+                        C::Unauthorized,
+                        "Unauthorized",
+                        "authn",
+                        reason,
+                    ),
+                }
+            }
             Rejection::Body(e) => match e {
                 BodyError::TooLarge(_) => m(
                     S::PAYLOAD_TOO_LARGE,

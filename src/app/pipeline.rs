@@ -166,30 +166,35 @@ async fn mcp(
     // 2. Transport guard: Host and Origin (DNS rebinding). Header-only, so it runs before any
     //    body is read.
     gw.origin.check(req.headers(), req.uri())?;
-    // 3. Authenticate → Principal. Header-based modes run before the body is read, so an
-    //    unauthenticated client cannot make the gateway buffer bodies.
-    let principal = gw.authn.authenticate(req.uri(), peer.ip())?;
-    trace.principal(&principal);
+    // 3. Authenticate, header stage: bearer token, HMAC headers and timestamp window. Before
+    //    the body is read, so an unauthenticated client cannot make the gateway buffer bodies.
+    let now = unix_now();
     let (parts, body) = req.into_parts();
+    let pending = gw.authn.begin(route, &parts, peer.ip(), now)?;
     match parts.method {
         Method::POST => {
-            // 4. Envelope: bounded read while streaming, then ONE strict parse over the bytes.
+            // 4. Body: bounded read while streaming, never trusting Content-Length.
             let limits = &gw.config.limits;
             let bytes = request_body::read(&parts.headers, body, limits.max_body_bytes).await?;
             trace.input_bytes(bytes.len());
+            // 5. Authenticate, body stage: the HMAC signature covers the body; only a verified
+            //    request consumes its nonce. → Principal.
+            let principal = pending.finish(&parts, &bytes, now)?;
+            trace.principal(&principal);
+            // 6. Envelope: ONE strict parse over the bytes, kept as a view of them.
             let env = Envelope::parse(bytes, limits.max_json_depth)?;
             trace.message(&env);
             *id = env.id().cloned();
-            // 5. Modern requests mirror method and name in headers; intermediaries may act on
+            // 7. Modern requests mirror method and name in headers; intermediaries may act on
             //    those, so they must say what the body says.
             let modern = is_modern(&parts.headers);
             if modern {
                 mirror::check(&parts.headers, &env)?;
             }
-            // 6. Session: the caller's own session on this route, or a new one on initialize.
+            // 8. Session: the caller's own session on this route, or a new one on initialize.
             let session = post_session(gw, &parts.headers, &env, &principal, route, modern)?;
-            // 7. [authorize, admit, validate slot in here: they take &Principal and &Envelope.]
-            // 8. Upstream: the original bytes, the upstream's credentials, never the client's.
+            // 9. [authorize, admit, validate slot in here: they take &Principal and &Envelope.]
+            // 10. Upstream: the original bytes, the upstream's credentials, never the client's.
             let resp = upstream
                 .send(
                     Method::POST,
@@ -198,11 +203,14 @@ async fn mcp(
                     env.bytes().clone(),
                 )
                 .await?;
-            // 9. Response checks: exactly one response per id; our session id replaces theirs.
+            // 11. Response checks: exactly one response per id; our session id replaces theirs.
             post_response(gw, resp, &env, session, &principal, route).await
         }
         Method::GET => {
-            // The listen stream of a session (legacy era only).
+            // The listen stream of a session (legacy era only). No body: authentication
+            // completes over the empty body.
+            let principal = pending.finish(&parts, &[], now)?;
+            trace.principal(&principal);
             let binding = lookup(gw, &parts.headers, &principal, route)?;
             let resp = upstream
                 .send(
@@ -225,6 +233,8 @@ async fn mcp(
             passthrough(gw, rparts, rbody).await
         }
         Method::DELETE => {
+            let principal = pending.finish(&parts, &[], now)?;
+            trace.principal(&principal);
             let header = parts
                 .headers
                 .get(MCP_SESSION_ID)
@@ -246,6 +256,12 @@ async fn mcp(
         }
         _ => Err(Rejection::MethodNotAllowed),
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn lookup(
@@ -430,6 +446,12 @@ pub(crate) fn reject(rej: &Rejection, id: Option<&Id>, request_id: &str) -> (Res
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"palisade\""),
+        );
+    }
     if status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));

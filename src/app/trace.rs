@@ -54,7 +54,7 @@ impl Trace {
 
     pub(crate) fn principal(&mut self, p: &Principal) {
         self.record.principal = p.id().to_string();
-        self.record.auth_method = p.method().as_str().to_owned();
+        self.record.auth_method = p.method().to_owned();
     }
 
     pub(crate) fn input_bytes(&mut self, n: usize) {

@@ -2,8 +2,13 @@
 //! against the schema for unknown keys, then converted into validated types. Every error found is
 //! reported together, with its key and why; nothing else in the gateway reads configuration.
 
+mod auth;
 mod raw;
 mod validated;
+
+pub use auth::{
+    AuthConfig, BearerToken, Canonical, Combo, Grant, HmacClient, HmacConfig, Method, Secret,
+};
 
 pub use raw::RawConfig;
 pub use validated::{

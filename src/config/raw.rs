@@ -95,8 +95,76 @@ pub struct RawAudit {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
-    /// `none` is the only mode so far; it is refused unless every listener is on loopback.
-    pub mode: Option<String>,
+    /// Accepted ways to authenticate, in order of preference. Each entry is one method (`none`,
+    /// `bearer`, `hmac`) or several joined by `+` that must all pass for the same principal
+    /// (`bearer+hmac`). Default `["none"]`, which is refused on non-loopback listeners.
+    pub methods: Option<Vec<String>>,
+    /// Static API tokens (`Authorization: Bearer …`), stored as SHA-256 hashes.
+    #[serde(default)]
+    pub bearer: Vec<RawBearerToken>,
+    /// HMAC request signing.
+    #[serde(default)]
+    pub hmac: RawHmac,
+}
+
+/// `[[auth.bearer]]`: one static token, made with `palisade token generate`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBearerToken {
+    /// The principal this token authenticates.
+    pub id: Option<String>,
+    /// Hex SHA-256 of the token (the token itself is never stored).
+    pub sha256: Option<String>,
+    /// Roles granted to the principal.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Scopes granted to the principal.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `[auth.hmac]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHmac {
+    /// Largest accepted difference between `X-Timestamp` and the gateway's clock, in seconds
+    /// (default 30).
+    pub max_skew_secs: Option<u64>,
+    /// Accepted `X-API-Version` values (default `["1.0.0"]`).
+    pub api_versions: Option<Vec<String>>,
+    /// Nonces and signatures remembered per client within the window (default 100000); beyond
+    /// it that client's requests are refused until entries expire.
+    pub replay_capacity: Option<u64>,
+    /// Require `Idempotency-Key` on every POST (default true, as the seed does).
+    pub require_idempotency_key: Option<bool>,
+    /// Seconds a stored response answers a repeated `Idempotency-Key` (default 86400).
+    pub idempotency_ttl_secs: Option<u64>,
+    /// Stored idempotent responses kept at most, over all clients (default 10000).
+    pub idempotency_capacity: Option<u64>,
+    /// The signing clients.
+    #[serde(default)]
+    pub clients: Vec<RawHmacClient>,
+}
+
+/// `[[auth.hmac.clients]]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHmacClient {
+    /// The principal this client authenticates as.
+    pub id: Option<String>,
+    /// The `X-Key-Id` that selects this client's secret; required when several clients exist.
+    pub key_id: Option<String>,
+    /// The shared secret; use `${VAR}` to read it from the environment.
+    pub secret: Option<String>,
+    /// `v2` (default, recommended: covers nonce, idempotency key, API version, key id and query)
+    /// or `v1` (the seed's `METHOD|path|timestamp|body`, for existing clients).
+    pub canonical: Option<String>,
+    /// Roles granted to the principal.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Scopes granted to the principal.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// `[dangerous]`
@@ -125,6 +193,8 @@ pub struct RawUpstream {
     pub connect_timeout_ms: Option<u64>,
     /// Seconds to wait for the upstream's response headers (default 60).
     pub timeout_secs: Option<u64>,
+    /// Authentication methods for this route, replacing `auth.methods` (same syntax).
+    pub auth: Option<Vec<String>>,
 }
 
 impl RawConfig {

@@ -96,11 +96,62 @@ fn duplicate_names_and_missing_upstreams() {
     );
 }
 
+const UP: &str = "[[upstream]]\nname=\"a\"\nurl=\"http://h/\"\n";
+const TOKEN: &str =
+    "[[auth.bearer]]\nid = \"alice\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+
 #[test]
-fn unsupported_auth_mode_fails_closed() {
-    let errs = errors("[auth]\nmode = \"bearer\"\n[[upstream]]\nname=\"a\"\nurl=\"http://h/\"\n");
+fn auth_mistakes_fail_closed_and_are_reported_together() {
+    let errs = errors(&format!(
+        "[auth]\nmethods = [\"bearer\", \"none+hmac\", \"jwtt\", \"hmac\"]\n[[auth.bearer]]\nid = \"\"\nsha256 = \"abc\"\n\
+         [[auth.hmac.clients]]\nid = \"bot\"\nsecret = \"short\"\ncanonical = \"v3\"\n{UP}"
+    ));
+    assert_eq!(
+        errs,
+        vec![
+            "auth.methods[1]: \"none\" cannot be combined with another method",
+            "auth.methods[2]: unknown method \"jwtt\"; known: \"none\", \"bearer\", \"hmac\"",
+            "auth.bearer[0].id: required: 1-128 characters of A-Z a-z 0-9 _ - . @ :",
+            "auth.bearer[0].sha256: required: 64 hex digits (palisade token generate prints it)",
+            "auth.hmac.clients[0].secret: must be at least 32 bytes",
+            "auth.hmac.clients[0].canonical: must be \"v1\" or \"v2\", got \"v3\"",
+            "auth.methods: uses \"bearer\" but no [[auth.bearer]] token is configured",
+            "auth.methods: uses \"hmac\" but no [[auth.hmac.clients]] is configured",
+        ]
+    );
+}
+
+#[test]
+fn credentials_without_methods_do_not_run_open() {
+    let errs = errors(&format!("{TOKEN}{UP}"));
+    assert_eq!(
+        errs,
+        vec!["auth.methods: credentials are configured but auth.methods is not set; name the methods to accept"]
+    );
+}
+
+#[test]
+fn non_loopback_is_fine_with_authentication_but_not_with_an_open_route() {
+    let authed = format!("listen = \"0.0.0.0:8700\"\n[auth]\nmethods = [\"bearer\"]\n{TOKEN}{UP}");
+    assert!(parse(&authed, "t", &env).is_ok());
+    let open_route = format!("{authed}auth = [\"none\"]\n");
+    let errs = errors(&open_route);
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("auth.mode"));
+    assert!(errs[0].starts_with("listen: 0.0.0.0:8700 is not a loopback address and a accept(s)"));
+    // The old single-mode key is an unknown key now.
+    assert!(errors(&format!("[auth]\nmode = \"bearer\"\n{UP}"))[0].starts_with("auth.mode"));
+}
+
+#[test]
+fn routes_inherit_or_replace_the_methods() {
+    let c = parse(
+        &format!("[auth]\nmethods = [\"bearer\"]\n{TOKEN}{UP}[[upstream]]\nname=\"b\"\nurl=\"http://h/\"\nauth = [\"none\"]\n"),
+        "t",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(c.upstreams[0].auth[0].label(), "bearer");
+    assert_eq!(c.upstreams[1].auth[0].label(), "none");
 }
 
 #[test]

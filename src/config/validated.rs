@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
+use super::auth::{self, AuthConfig, Combo};
 use super::raw::{RawConfig, RawUpstream};
 use super::ConfigError;
 
@@ -35,6 +36,8 @@ pub struct Config {
     pub origins: OriginConfig,
     /// Audit trail.
     pub audit: AuditConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
     /// `dangerous.allow_unauthenticated_non_loopback`.
     pub allow_unauthenticated_non_loopback: bool,
     /// Upstreams, in file order; names are unique.
@@ -109,12 +112,14 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Time to response headers.
     pub timeout: Duration,
+    /// Accepted authentication, in order of preference (the route's own or `auth.methods`).
+    pub auth: Vec<Combo>,
 }
 
-struct Errors(Vec<ConfigError>);
+pub(super) struct Errors(pub(super) Vec<ConfigError>);
 
 impl Errors {
-    fn push(&mut self, key: impl Into<String>, why: impl Into<String>) {
+    pub(super) fn push(&mut self, key: impl Into<String>, why: impl Into<String>) {
         self.0.push(ConfigError {
             key: key.into(),
             why: why.into(),
@@ -122,7 +127,14 @@ impl Errors {
     }
 
     /// `Some(v)` if `v` is within `lo..=hi`, else records an error.
-    fn range(&mut self, key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64) -> u64 {
+    pub(super) fn range(
+        &mut self,
+        key: &str,
+        v: Option<u64>,
+        default: u64,
+        lo: u64,
+        hi: u64,
+    ) -> u64 {
         let v = v.unwrap_or(default);
         if !(lo..=hi).contains(&v) {
             self.push(key, format!("must be between {lo} and {hi}, got {v}"));
@@ -141,7 +153,7 @@ fn valid_route_name(n: &str) -> bool {
 }
 
 /// Replaces every `${VAR}` with the variable's value; an unset variable is an error.
-fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(super) fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -291,29 +303,14 @@ impl Config {
                 86400,
             )),
         };
-        match raw.auth.mode.as_deref() {
-            None | Some("none") => {}
-            Some(other) => e.push(
-                "auth.mode",
-                format!("unsupported mode {other:?}; supported: \"none\""),
-            ),
-        }
+        let auth = auth::auth(raw.auth, env, &mut e);
         let allow_open = raw
             .dangerous
             .allow_unauthenticated_non_loopback
             .unwrap_or(false);
-        if !listen.ip().is_loopback() && !allow_open {
-            e.push(
-                "listen",
-                format!(
-                    "{listen} is not a loopback address and auth.mode is \"none\": anyone who can reach it could use \
-                     every upstream. Listen on 127.0.0.1, or set dangerous.allow_unauthenticated_non_loopback = true"
-                ),
-            );
-        }
         let mut upstreams: Vec<UpstreamConfig> = Vec::new();
         for (i, u) in raw.upstream.into_iter().enumerate() {
-            if let Some(up) = upstream(i, u, env, &mut e) {
+            if let Some(up) = upstream(i, u, env, &auth, &mut e) {
                 if upstreams.iter().any(|o| o.name == up.name) {
                     e.push(
                         format!("upstream[{i}].name"),
@@ -323,6 +320,25 @@ impl Config {
                     upstreams.push(up);
                 }
             }
+        }
+        let mut open: Vec<&str> = upstreams
+            .iter()
+            .filter(|u| AuthConfig::allows_none(&u.auth))
+            .map(|u| u.name.as_str())
+            .collect();
+        if open.is_empty() && AuthConfig::allows_none(&auth.methods) {
+            open.push("auth.methods");
+        }
+        if !listen.ip().is_loopback() && !open.is_empty() && !allow_open {
+            e.push(
+                "listen",
+                format!(
+                    "{listen} is not a loopback address and {} accept(s) method \"none\": anyone who can reach it \
+                     could use them. Listen on 127.0.0.1, configure authentication, or set \
+                     dangerous.allow_unauthenticated_non_loopback = true",
+                    open.join(", ")
+                ),
+            );
         }
         if upstreams.is_empty() && e.0.is_empty() {
             e.push("upstream", "at least one [[upstream]] is required");
@@ -338,6 +354,7 @@ impl Config {
             sessions,
             origins,
             audit,
+            auth,
             allow_unauthenticated_non_loopback: allow_open,
             upstreams,
         })
@@ -348,6 +365,7 @@ fn upstream(
     i: usize,
     u: RawUpstream,
     env: &dyn Fn(&str) -> Option<String>,
+    auth: &AuthConfig,
     e: &mut Errors,
 ) -> Option<UpstreamConfig> {
     let p = format!("upstream[{i}]");
@@ -424,6 +442,15 @@ fn upstream(
     ));
     let timeout =
         Duration::from_secs(e.range(&format!("{p}.timeout_secs"), u.timeout_secs, 60, 1, 3600));
+    let methods = match &u.auth {
+        Some(list) => {
+            let key = format!("{p}.auth");
+            let c = auth::combos(&key, list, e);
+            auth::check_usable(&key, &c, auth, e);
+            c
+        }
+        None => auth.methods.clone(),
+    };
     if e.0.len() != before {
         return None;
     }
@@ -433,5 +460,6 @@ fn upstream(
         headers,
         connect_timeout,
         timeout,
+        auth: methods,
     })
 }

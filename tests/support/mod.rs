@@ -274,3 +274,25 @@ impl Scripted {
         }
     }
 }
+
+impl Gateway {
+    /// Audit rows as (principal, auth_method, decision, reason), in order.
+    pub fn principal_rows(&self) -> Vec<(String, String, String, String)> {
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT principal, auth_method, decision, reason FROM audit ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}

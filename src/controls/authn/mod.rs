@@ -1,0 +1,272 @@
+//! Authentication: turns a request into a [`Principal`], or refuses it.
+//!
+//! Each route accepts a list of method combinations in order of preference (`auth.methods`, or
+//! the route's own `auth`): `none`, `bearer`, `hmac`, or several joined by `+` that must all pass
+//! for the same principal (`bearer+hmac`). The first combination whose credentials are present
+//! is the one verified; if it fails the request is refused — there is no falling through to a
+//! weaker combination. A request with no credential for any combination is refused.
+//!
+//! It runs in two stages because HMAC signs the body: [`Authenticator::begin`] checks everything
+//! in the headers before the body is read (so an unauthenticated client cannot make the gateway
+//! buffer bodies), and [`Pending::finish`] verifies the signature over the body. Only `finish`
+//! makes a [`Principal`], so every later step that takes a `&Principal` runs after
+//! authentication by construction.
+//!
+//! Credentials are never accepted in the URL or in a cookie (they end up in logs and are sent by
+//! browsers on their own), whatever the mode.
+
+mod bearer;
+mod hmac;
+mod replay;
+
+pub use bearer::{generate as generate_token, BearerError};
+pub use hmac::{sign, HmacError, SignFields};
+pub use replay::{MemoryReplayStore, ReplayStore, StoreFull};
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{header, request::Parts};
+
+use crate::config::{AuthConfig, Combo, Grant, Method, UpstreamConfig};
+
+/// Who is calling. Only this module can make one.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    grant: Grant,
+    client_ip: IpAddr,
+    method: &'static str,
+}
+
+impl Principal {
+    /// Stable identity (the key sessions are bound to).
+    pub fn id(&self) -> &Arc<str> {
+        &self.grant.id
+    }
+
+    /// Roles granted by the credential(s).
+    pub fn roles(&self) -> &[Arc<str>] {
+        &self.grant.roles
+    }
+
+    /// Scopes granted by the credential(s).
+    pub fn scopes(&self) -> &[Arc<str>] {
+        &self.grant.scopes
+    }
+
+    /// The client's address.
+    pub fn client_ip(&self) -> IpAddr {
+        self.client_ip
+    }
+
+    /// How it authenticated (`none`, `bearer`, `hmac`, `bearer+hmac`).
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+}
+
+/// Why authentication failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthnError {
+    /// A credential was presented in the query string.
+    #[error("credential in query string")]
+    CredentialInQuery,
+    /// A credential was presented in a cookie.
+    #[error("credential in cookie")]
+    CredentialInCookie,
+    /// No credential for any accepted method.
+    #[error("no credential")]
+    Missing,
+    /// The static token was refused.
+    #[error(transparent)]
+    Bearer(#[from] BearerError),
+    /// The HMAC signature was refused.
+    #[error(transparent)]
+    Hmac(#[from] HmacError),
+    /// The methods of a combination named different principals.
+    #[error("credentials name different principals")]
+    IdentityMismatch,
+}
+
+/// The authenticator, built once from configuration.
+#[derive(Debug)]
+pub struct Authenticator {
+    anonymous: Grant,
+    routes: Vec<Vec<Combo>>,
+    tokens: bearer::Tokens,
+    hmac: hmac::Verifier,
+}
+
+/// Headers verified; the body-dependent part (HMAC) is still to come.
+#[derive(Debug)]
+pub struct Pending<'a> {
+    combo: Combo,
+    client_ip: IpAddr,
+    bearer: Option<&'a Grant>,
+    hmac: Option<hmac::Claimed<'a>>,
+    anonymous: &'a Grant,
+}
+
+impl Authenticator {
+    /// Builds the authenticator; `routes` gives each route's accepted combinations by index.
+    pub fn new(cfg: &AuthConfig, routes: &[UpstreamConfig]) -> Self {
+        let store = Arc::new(MemoryReplayStore::new(cfg.hmac.replay_capacity));
+        Authenticator {
+            anonymous: Grant {
+                id: Arc::from("anonymous"),
+                roles: Arc::from([]),
+                scopes: Arc::from([]),
+            },
+            routes: routes.iter().map(|r| r.auth.clone()).collect(),
+            tokens: bearer::Tokens::new(&cfg.bearer),
+            hmac: hmac::Verifier::new(cfg.hmac.clone(), store),
+        }
+    }
+
+    /// Header stage for a request on `route`. `now` is Unix seconds.
+    pub fn begin<'a>(
+        &'a self,
+        route: usize,
+        parts: &'a Parts,
+        client_ip: IpAddr,
+        now: u64,
+    ) -> Result<Pending<'a>, AuthnError> {
+        refuse_credentials_in_url_or_cookie(parts)?;
+        let headers = &parts.headers;
+        let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+        let authorization = auth.next();
+        if auth.next().is_some() {
+            return Err(BearerError::Repeated.into());
+        }
+        let signed = hmac::present(headers);
+        let combos = self.routes.get(route).map(Vec::as_slice).unwrap_or(&[]);
+        // The first combination whose credentials are all present.
+        let combo = combos
+            .iter()
+            .copied()
+            .find(|c| {
+                c.methods().all(|m| match m {
+                    Method::None => true,
+                    Method::Bearer => authorization.is_some(),
+                    Method::Hmac => signed,
+                })
+            })
+            .ok_or(AuthnError::Missing)?;
+        let bearer = match (combo.has(Method::Bearer), authorization) {
+            (true, Some(v)) => Some(self.tokens.verify(bearer::token(v.as_bytes())?)?),
+            _ => None,
+        };
+        let hmac = match combo.has(Method::Hmac) {
+            true => Some(
+                self.hmac
+                    .claim(headers, parts.method == http::Method::POST, now)?,
+            ),
+            false => None,
+        };
+        Ok(Pending {
+            combo,
+            client_ip,
+            bearer,
+            hmac,
+            anonymous: &self.anonymous,
+        })
+    }
+}
+
+impl Pending<'_> {
+    /// Body stage: verifies what needs the body and makes the principal.
+    pub fn finish(self, parts: &Parts, body: &[u8], now: u64) -> Result<Principal, AuthnError> {
+        let mut grant: Option<Grant> = self.bearer.cloned();
+        if let Some(claim) = self.hmac {
+            let client = claim.client();
+            claim.verify(
+                parts.method.as_str(),
+                parts.uri.path(),
+                parts.uri.query().unwrap_or(""),
+                body,
+                now,
+            )?;
+            grant = Some(match grant {
+                None => client.grant.clone(),
+                Some(g) if g.id == client.grant.id => merge(&g, &client.grant),
+                Some(_) => return Err(AuthnError::IdentityMismatch),
+            });
+        }
+        Ok(Principal {
+            grant: grant.unwrap_or_else(|| self.anonymous.clone()),
+            client_ip: self.client_ip,
+            method: self.combo.label(),
+        })
+    }
+}
+
+/// The same principal proven two ways holds what each credential grants.
+fn merge(a: &Grant, b: &Grant) -> Grant {
+    let union = |x: &[Arc<str>], y: &[Arc<str>]| -> Arc<[Arc<str>]> {
+        let mut v: Vec<Arc<str>> = x.to_vec();
+        v.extend(y.iter().filter(|s| !x.contains(s)).cloned());
+        v.into()
+    };
+    Grant {
+        id: a.id.clone(),
+        roles: union(&a.roles, &b.roles),
+        scopes: union(&a.scopes, &b.scopes),
+    }
+}
+
+/// Query parameters and cookie names that carry credentials by common convention.
+const CREDENTIAL_NAMES: &[&str] = &[
+    "access_token",
+    "api_key",
+    "apikey",
+    "token",
+    "auth_token",
+    "id_token",
+    "jwt",
+    "authorization",
+];
+
+fn refuse_credentials_in_url_or_cookie(parts: &Parts) -> Result<(), AuthnError> {
+    let named = |k: &str| {
+        CREDENTIAL_NAMES
+            .iter()
+            .any(|n| k.trim().eq_ignore_ascii_case(n))
+    };
+    if let Some(q) = parts.uri.query() {
+        if q.split('&')
+            .any(|kv| named(kv.split('=').next().unwrap_or("")))
+        {
+            return Err(AuthnError::CredentialInQuery);
+        }
+    }
+    for c in parts.headers.get_all(header::COOKIE) {
+        let text = String::from_utf8_lossy(c.as_bytes());
+        if text
+            .split(';')
+            .any(|kv| named(kv.split('=').next().unwrap_or("")))
+        {
+            return Err(AuthnError::CredentialInCookie);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+impl Authenticator {
+    /// A principal for tests of later controls.
+    pub(crate) fn test_principal(id: &str) -> Principal {
+        Principal {
+            grant: Grant {
+                id: Arc::from(id),
+                roles: Arc::from([]),
+                scopes: Arc::from([]),
+            },
+            client_ip: IpAddr::from([127, 0, 0, 1]),
+            method: "none",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
