@@ -9,7 +9,9 @@ use tokio::net::TcpListener;
 use crate::app::{server, Gateway, Shared};
 use crate::audit::{self, AuditWriter};
 use crate::config::{Config, UpstreamTarget};
-use crate::controls::{authn::Authenticator, origin::OriginGuard, session::SessionStore};
+use crate::controls::{
+    authn::Authenticator, idempotency::Idempotency, origin::OriginGuard, session::SessionStore,
+};
 use crate::upstream::{self, Upstream};
 
 /// A gateway that is bound and ready to serve.
@@ -70,6 +72,7 @@ pub async fn start(
         origin: OriginGuard::new(config.origins.clone(), addr.ip().is_loopback()),
         authn: Authenticator::new(&config.auth, &config.upstreams),
         sessions: SessionStore::new(&config.sessions),
+        idempotency: Idempotency::new(&config.idempotency),
         routes,
         audit,
         metrics,

@@ -203,8 +203,19 @@ async fn bearer_attacks_are_refused_and_audited() {
     assert!(!dump.contains(valid));
 }
 
-/// Signs a POST to `path` the way a client would.
+/// Signs a POST to `path` the way a client would (the nonce doubles as idempotency key).
 fn signed(key: &str, nonce: &str, ts: u64, path: &str, body: &str) -> Vec<(String, String)> {
+    signed_keyed(key, nonce, nonce, ts, path, body)
+}
+
+fn signed_keyed(
+    key: &str,
+    nonce: &str,
+    idem: &str,
+    ts: u64,
+    path: &str,
+    body: &str,
+) -> Vec<(String, String)> {
     let (secret, canonical) = match key {
         "seed" => (V1_SECRET, Canonical::V1),
         _ => (V2_SECRET, Canonical::V2),
@@ -218,7 +229,7 @@ fn signed(key: &str, nonce: &str, ts: u64, path: &str, body: &str) -> Vec<(Strin
             path,
             timestamp: &ts,
             nonce,
-            idempotency_key: nonce,
+            idempotency_key: idem,
             api_version: "1.0.0",
             key_id: key,
             ..Default::default()
@@ -229,7 +240,7 @@ fn signed(key: &str, nonce: &str, ts: u64, path: &str, body: &str) -> Vec<(Strin
         ("x-signature".into(), sig),
         ("x-timestamp".into(), ts),
         ("x-nonce".into(), nonce.into()),
-        ("idempotency-key".into(), nonce.into()),
+        ("idempotency-key".into(), idem.into()),
         ("x-api-version".into(), "1.0.0".into()),
         ("x-key-id".into(), key.into()),
     ]
@@ -403,4 +414,58 @@ async fn hmac_attacks_are_refused_and_audited() {
     assert!(rows
         .iter()
         .any(|r| r.0 == "bot" && r.1 == "hmac" && r.2 == "allow"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_idempotency_key_replays_the_answer_without_calling_the_upstream() {
+    let (up, addr) = Scripted::start().await;
+    let (cfg, _) = config(addr);
+    let mut gw = Gateway::start("auth-idempotency", &cfg);
+    let u = gw.url("/mcp/s");
+    let now = unix_now();
+    let r = post_signed(&u, &signed("bot", "init", now, "/mcp/s", INIT), INIT).await;
+    let sid = r.session().unwrap();
+    let call = |name: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{name}","arguments":{{"qty":1}}}}}}"#
+        )
+    };
+    let order = call("place_order");
+    let send_keyed = |nonce: &'static str, idem: &'static str, body: String| {
+        let mut h = signed_keyed("bot", nonce, idem, now, "/mcp/s", &body);
+        h.push(("mcp-session-id".into(), sid.clone()));
+        let u = u.clone();
+        async move { post_signed(&u, &h, &body).await }
+    };
+    let first = send_keyed("n1", "order-1", order.clone()).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let calls = up.count();
+    // The agent retries (fresh nonce and signature, same key and body): same answer, no call.
+    let retry = send_keyed("n2", "order-1", order.clone()).await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert_eq!(retry.body, first.body);
+    assert_eq!(retry.headers["content-type"], first.headers["content-type"]);
+    assert_eq!(up.count(), calls, "the upstream was not called again");
+    // Same key, different request: refused with MCP-005, nothing forwarded.
+    let other = send_keyed("n3", "order-1", call("cancel_order")).await;
+    assert_eq!(
+        (other.status.as_u16(), other.code().as_str()),
+        (422, "MCP-005")
+    );
+    assert_eq!(up.count(), calls);
+    // A streamed answer is stored and replayed byte for byte too.
+    let stream = send_keyed("n4", "stream-1", call("twice")).await;
+    assert_eq!(stream.headers["content-type"], "text/event-stream");
+    let calls = up.count();
+    let again = send_keyed("n5", "stream-1", call("twice")).await;
+    assert_eq!(again.body, stream.body);
+    assert_eq!(up.count(), calls);
+    gw.stop();
+    let rows = gw.principal_rows();
+    assert_eq!(
+        rows.iter().filter(|r| r.3 == "replayed").count(),
+        2,
+        "{rows:#?}"
+    );
+    assert!(rows.iter().any(|r| r.2 == "deny" && r.3 == "conflict"));
 }

@@ -10,6 +10,7 @@ use http::StatusCode;
 use crate::audit::AuditUnavailable;
 use crate::controls::authn::{AuthnError, BearerError, HmacError};
 use crate::controls::body::BodyError;
+use crate::controls::idempotency::IdempotencyError;
 use crate::controls::mirror::MirrorError;
 use crate::controls::origin::OriginError;
 use crate::controls::session::SessionError;
@@ -46,6 +47,9 @@ pub enum Rejection {
     /// Mirrored `Mcp-Method` / `Mcp-Name` headers (2026-07-28).
     #[error(transparent)]
     Mirror(#[from] MirrorError),
+    /// `Idempotency-Key` reuse.
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
     /// Session binding.
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -298,6 +302,32 @@ impl Rejection {
                     reason,
                 )
             }
+            Rejection::Idempotency(e) => match e {
+                IdempotencyError::Conflict => m(
+                    S::UNPROCESSABLE_ENTITY,
+                    rpc::INVALID_REQUEST,
+                    C::IdempotencyConflict,
+                    "Idempotency key reused for a different request",
+                    "idempotency",
+                    "conflict",
+                ),
+                IdempotencyError::InFlight => m(
+                    S::CONFLICT,
+                    rpc::INVALID_REQUEST,
+                    C::IdempotencyConflict,
+                    "A request with this idempotency key is in progress",
+                    "idempotency",
+                    "in_flight",
+                ),
+                IdempotencyError::Malformed => m(
+                    S::BAD_REQUEST,
+                    rpc::INVALID_REQUEST,
+                    C::IdempotencyConflict,
+                    "Invalid Idempotency-Key",
+                    "idempotency",
+                    "malformed_key",
+                ),
+            },
             Rejection::Session(e) => match e {
                 SessionError::Missing => m(
                     S::BAD_REQUEST,

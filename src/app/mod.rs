@@ -15,6 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::audit::AuditHandle;
 use crate::config::Config;
 use crate::controls::authn::Authenticator;
+use crate::controls::idempotency::Idempotency;
 use crate::controls::origin::OriginGuard;
 use crate::controls::session::SessionStore;
 use crate::upstream::Upstream;
@@ -33,6 +34,8 @@ pub struct Gateway {
     pub authn: Authenticator,
     /// Downstream sessions.
     pub sessions: SessionStore,
+    /// Stored answers for `Idempotency-Key`.
+    pub idempotency: Idempotency,
     /// Audit queue.
     pub audit: AuditHandle,
     /// Prometheus renderer.

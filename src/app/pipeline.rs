@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::body::{self, Body};
@@ -22,6 +23,7 @@ use super::trace::Trace;
 use super::{ops, Shared};
 use crate::audit::Decision;
 use crate::controls::authn::Principal;
+use crate::controls::idempotency::{Claim, Stored};
 use crate::controls::session::{Binding, SessionError};
 use crate::controls::{body as request_body, mirror, session};
 use crate::proto::{codes, Envelope, Id, Kind};
@@ -34,6 +36,8 @@ const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-v
 enum Outcome {
     /// A complete response and its body size.
     Done(Response<Body>, u64),
+    /// A stored answer to a repeated `Idempotency-Key`; the upstream was not called.
+    Replayed(Response<Body>, u64),
     /// An upstream SSE stream to relay; the audit record is written when it ends.
     Stream {
         parts: http::response::Parts,
@@ -79,12 +83,23 @@ pub async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
         }
     };
     let mut id = None;
-    match mcp(&gw, req, peer, &mut trace, &mut id).await {
+    match mcp(&gw, req, peer, &request_id, &mut trace, &mut id).await {
         Ok(Outcome::Done(resp, n)) => {
             slot.write(trace.finish(
                 Decision::Allow,
                 "upstream",
                 "ok",
+                resp.status().as_u16(),
+                None,
+                n,
+            ));
+            resp
+        }
+        Ok(Outcome::Replayed(resp, n)) => {
+            slot.write(trace.finish(
+                Decision::Allow,
+                "idempotency",
+                "replayed",
                 resp.status().as_u16(),
                 None,
                 n,
@@ -156,6 +171,7 @@ async fn mcp(
     gw: &Shared,
     req: Request<Incoming>,
     peer: SocketAddr,
+    request_id: &str,
     trace: &mut Trace,
     id: &mut Option<Id>,
 ) -> Result<Outcome, Rejection> {
@@ -194,7 +210,28 @@ async fn mcp(
             // 8. Session: the caller's own session on this route, or a new one on initialize.
             let session = post_session(gw, &parts.headers, &env, &principal, route, modern)?;
             // 9. [authorize, admit, validate slot in here: they take &Principal and &Envelope.]
-            // 10. Upstream: the original bytes, the upstream's credentials, never the client's.
+            // 10. Idempotency: a repeated key answers from the store, never calling the upstream
+            //     twice; the same key with another request is refused.
+            let claim = match env.kind() {
+                Kind::Request => {
+                    let scope = format!("{}\n{route}", principal.id());
+                    let path = parts.uri.path();
+                    match gw.idempotency.begin(
+                        &parts.headers,
+                        &scope,
+                        "POST",
+                        path,
+                        env.bytes(),
+                        now,
+                    )? {
+                        Some(Err(stored)) => return Ok(replay(stored)),
+                        Some(Ok(claim)) => Some(claim),
+                        None => None,
+                    }
+                }
+                Kind::Notification | Kind::Response => None,
+            };
+            // 11. Upstream: the original bytes, the upstream's credentials, never the client's.
             let resp = upstream
                 .send(
                     Method::POST,
@@ -203,8 +240,12 @@ async fn mcp(
                     env.bytes().clone(),
                 )
                 .await?;
-            // 11. Response checks: exactly one response per id; our session id replaces theirs.
-            post_response(gw, resp, &env, session, &principal, route).await
+            // 12. Response checks: exactly one response per id; our session id replaces theirs.
+            let outcome = post_response(gw, resp, &env, session, &principal, route).await?;
+            match claim {
+                Some(claim) => remember(gw, claim, outcome, request_id, now).await,
+                None => Ok(outcome),
+            }
         }
         Method::GET => {
             // The listen stream of a session (legacy era only). No body: authentication
@@ -256,6 +297,80 @@ async fn mcp(
         }
         _ => Err(Rejection::MethodNotAllowed),
     }
+}
+
+/// The stored answer to a repeated `Idempotency-Key`.
+fn replay(stored: Stored) -> Outcome {
+    let n = stored.body.len() as u64;
+    let mut resp = Response::new(body::full(stored.body));
+    *resp.status_mut() = stored.status;
+    resp.headers_mut().extend(stored.headers);
+    Outcome::Replayed(resp, n)
+}
+
+/// Stores the answer to a keyed request. A streamed answer is relayed in full first (the same
+/// checks and bytes as a live stream, delivered at once), so it can be replayed identically.
+/// Incomplete answers are not stored: dropping the claim releases the key for a retry.
+async fn remember(
+    gw: &Shared,
+    claim: Claim,
+    outcome: Outcome,
+    request_id: &str,
+    now: u64,
+) -> Result<Outcome, Rejection> {
+    let max = claim.max_response_bytes();
+    let (parts, bytes, complete) = match outcome {
+        Outcome::Done(resp, _) | Outcome::Replayed(resp, _) => {
+            let (parts, b) = resp.into_parts();
+            let bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            (parts, bytes, true)
+        }
+        Outcome::Stream {
+            parts,
+            upstream,
+            id,
+        } => {
+            let limits = &gw.config.limits;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let relayed = upstream::relay_sse(
+                upstream,
+                id,
+                request_id.to_owned(),
+                None,
+                limits.max_response_bytes,
+                limits.max_json_depth,
+                move |s| {
+                    let _ = tx.send(s.end);
+                },
+            );
+            let bytes = relayed
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let complete = matches!(rx.await, Ok(RelayEnd::Complete));
+            (parts, bytes, complete)
+        }
+    };
+    if complete && bytes.len() <= max {
+        let keep = [header::CONTENT_TYPE, MCP_SESSION_ID];
+        claim.complete(
+            Stored {
+                status: parts.status,
+                headers: keep
+                    .iter()
+                    .filter_map(|k| parts.headers.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect(),
+                body: bytes.clone(),
+            },
+            now,
+        );
+    }
+    let n = bytes.len() as u64;
+    Ok(Outcome::Done(
+        Response::from_parts(parts, body::full(bytes)),
+        n,
+    ))
 }
 
 fn unix_now() -> u64 {

@@ -173,10 +173,6 @@ pub struct HmacConfig {
     pub replay_capacity: usize,
     /// `Idempotency-Key` required on POST.
     pub require_idempotency_key: bool,
-    /// How long a stored response answers a repeated key.
-    pub idempotency_ttl: Duration,
-    /// Stored responses kept at most.
-    pub idempotency_capacity: usize,
     /// Clients.
     pub clients: Vec<HmacClient>,
 }
@@ -337,20 +333,6 @@ pub(super) fn auth(
             10_000_000,
         ) as usize,
         require_idempotency_key: h.require_idempotency_key.unwrap_or(true),
-        idempotency_ttl: Duration::from_secs(e.range(
-            "auth.hmac.idempotency_ttl_secs",
-            h.idempotency_ttl_secs,
-            86_400,
-            1,
-            30 * 86_400,
-        )),
-        idempotency_capacity: e.range(
-            "auth.hmac.idempotency_capacity",
-            h.idempotency_capacity,
-            10_000,
-            1,
-            10_000_000,
-        ) as usize,
         clients,
     };
     let cfg = AuthConfig {

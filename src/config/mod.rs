@@ -12,8 +12,8 @@ pub use auth::{
 
 pub use raw::RawConfig;
 pub use validated::{
-    AuditConfig, Config, LimitsConfig, LogFormat, OriginConfig, SessionConfig, UpstreamConfig,
-    UpstreamTarget,
+    AuditConfig, Config, IdempotencyConfig, LimitsConfig, LogFormat, OriginConfig, SessionConfig,
+    UpstreamConfig, UpstreamTarget,
 };
 
 use std::fmt;

@@ -31,6 +31,9 @@ pub struct RawConfig {
     /// Authentication of clients.
     #[serde(default)]
     pub auth: RawAuth,
+    /// Replaying stored responses for a repeated `Idempotency-Key`.
+    #[serde(default)]
+    pub idempotency: RawIdempotency,
     /// Settings that weaken security; each one is logged loudly at start.
     #[serde(default)]
     pub dangerous: RawDangerous,
@@ -137,10 +140,6 @@ pub struct RawHmac {
     pub replay_capacity: Option<u64>,
     /// Require `Idempotency-Key` on every POST (default true, as the seed does).
     pub require_idempotency_key: Option<bool>,
-    /// Seconds a stored response answers a repeated `Idempotency-Key` (default 86400).
-    pub idempotency_ttl_secs: Option<u64>,
-    /// Stored idempotent responses kept at most, over all clients (default 10000).
-    pub idempotency_capacity: Option<u64>,
     /// The signing clients.
     #[serde(default)]
     pub clients: Vec<RawHmacClient>,
@@ -165,6 +164,18 @@ pub struct RawHmacClient {
     /// Scopes granted to the principal.
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+/// `[idempotency]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdempotency {
+    /// Seconds a stored response answers a repeated `Idempotency-Key` (default 86400).
+    pub ttl_secs: Option<u64>,
+    /// Stored responses kept at most, over all principals (default 10000).
+    pub capacity: Option<u64>,
+    /// Largest response stored, in bytes (default 1 MiB); a larger one is not replayable.
+    pub max_response_bytes: Option<u64>,
 }
 
 /// `[dangerous]`

@@ -38,6 +38,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Authentication.
     pub auth: AuthConfig,
+    /// Idempotent replays.
+    pub idempotency: IdempotencyConfig,
     /// `dangerous.allow_unauthenticated_non_loopback`.
     pub allow_unauthenticated_non_loopback: bool,
     /// Upstreams, in file order; names are unique.
@@ -88,6 +90,17 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
+}
+
+/// `[idempotency]`, validated.
+#[derive(Debug, Clone)]
+pub struct IdempotencyConfig {
+    /// How long a stored response answers a repeated key.
+    pub ttl: Duration,
+    /// Stored responses kept at most.
+    pub capacity: usize,
+    /// Largest response stored.
+    pub max_response_bytes: usize,
 }
 
 /// Where an upstream lives.
@@ -304,6 +317,29 @@ impl Config {
             )),
         };
         let auth = auth::auth(raw.auth, env, &mut e);
+        let idempotency = IdempotencyConfig {
+            ttl: Duration::from_secs(e.range(
+                "idempotency.ttl_secs",
+                raw.idempotency.ttl_secs,
+                86_400,
+                1,
+                30 * 86_400,
+            )),
+            capacity: e.range(
+                "idempotency.capacity",
+                raw.idempotency.capacity,
+                10_000,
+                1,
+                10_000_000,
+            ) as usize,
+            max_response_bytes: e.range(
+                "idempotency.max_response_bytes",
+                raw.idempotency.max_response_bytes,
+                1 << 20,
+                1024,
+                64 << 20,
+            ) as usize,
+        };
         let allow_open = raw
             .dangerous
             .allow_unauthenticated_non_loopback
@@ -355,6 +391,7 @@ impl Config {
             origins,
             audit,
             auth,
+            idempotency,
             allow_unauthenticated_non_loopback: allow_open,
             upstreams,
         })

@@ -3,6 +3,7 @@
 
 pub mod authn;
 pub mod body;
+pub mod idempotency;
 pub mod mirror;
 pub mod origin;
 pub mod session;

@@ -57,8 +57,6 @@ fn authn(routes: &[&[&str]]) -> (Authenticator, String, String) {
             api_versions: vec!["1.0.0".into()],
             replay_capacity: 100,
             require_idempotency_key: false,
-            idempotency_ttl: Duration::from_secs(60),
-            idempotency_capacity: 10,
             clients: vec![hmac_client("alice"), hmac_client("carol")],
         },
     };

@@ -30,8 +30,6 @@ fn verifier() -> Verifier {
         api_versions: vec!["1.0.0".into()],
         replay_capacity: 1000,
         require_idempotency_key: true,
-        idempotency_ttl: Duration::from_secs(60),
-        idempotency_capacity: 10,
         clients: vec![client("k1", Canonical::V1), client("k2", Canonical::V2)],
     };
     Verifier::new(cfg, Arc::new(MemoryReplayStore::new(1000)))
