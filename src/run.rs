@@ -70,7 +70,7 @@ pub async fn start(
     }
     let gw = Arc::new(Gateway {
         origin: OriginGuard::new(config.origins.clone(), addr.ip().is_loopback()),
-        authn: Authenticator::new(&config.auth, &config.upstreams),
+        authn: Authenticator::new(&config.auth, &config.upstreams, client.clone()),
         sessions: SessionStore::new(&config.sessions),
         idempotency: Idempotency::new(&config.idempotency),
         routes,
@@ -78,6 +78,7 @@ pub async fn start(
         metrics,
         config,
     });
+    gw.authn.prefetch().await;
     Ok(Running {
         addr,
         listener,

@@ -8,7 +8,7 @@
 use http::StatusCode;
 
 use crate::audit::AuditUnavailable;
-use crate::controls::authn::{AuthnError, BearerError, HmacError};
+use crate::controls::authn::{AuthnError, BearerError, HmacError, JwtError};
 use crate::controls::body::BodyError;
 use crate::controls::idempotency::IdempotencyError;
 use crate::controls::mirror::MirrorError;
@@ -198,6 +198,21 @@ impl Rejection {
                         HmacError::ReplayedNonce => "hmac_replayed_nonce",
                         HmacError::ReplayedSignature => "hmac_replayed_signature",
                         HmacError::StoreFull => "hmac_replay_store_full",
+                    },
+                    AuthnError::Jwt(j) => match j {
+                        JwtError::TooLong => "jwt_too_long",
+                        JwtError::Malformed => "jwt_malformed",
+                        JwtError::AlgNone => "jwt_alg_none",
+                        JwtError::EmbeddedKey => "jwt_embedded_key",
+                        JwtError::Crit => "jwt_crit",
+                        JwtError::UnknownKid => "jwt_unknown_kid",
+                        JwtError::AlgMismatch => "jwt_alg_mismatch",
+                        JwtError::BadSignature => "jwt_bad_signature",
+                        JwtError::Expired => "jwt_expired",
+                        JwtError::NotYetValid => "jwt_not_yet_valid",
+                        JwtError::MissingClaim => "jwt_missing_claim",
+                        JwtError::WrongIssuer => "jwt_wrong_issuer",
+                        JwtError::WrongAudience => "jwt_wrong_audience",
                     },
                 };
                 match e {

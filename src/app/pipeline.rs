@@ -182,11 +182,11 @@ async fn mcp(
     // 2. Transport guard: Host and Origin (DNS rebinding). Header-only, so it runs before any
     //    body is read.
     gw.origin.check(req.headers(), req.uri())?;
-    // 3. Authenticate, header stage: bearer token, HMAC headers and timestamp window. Before
+    // 3. Authenticate, header stage: token or JWT, HMAC headers and timestamp window. Before
     //    the body is read, so an unauthenticated client cannot make the gateway buffer bodies.
     let now = unix_now();
     let (parts, body) = req.into_parts();
-    let pending = gw.authn.begin(route, &parts, peer.ip(), now)?;
+    let pending = gw.authn.begin(route, &parts, peer.ip(), now).await?;
     match parts.method {
         Method::POST => {
             // 4. Body: bounded read while streaming, never trusting Content-Length.

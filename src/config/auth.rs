@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::jwt::JwtConfig;
 use super::raw::{RawAuth, RawHmacClient};
 use super::validated::{expand, Errors};
 
@@ -17,10 +18,12 @@ pub enum Method {
     Bearer,
     /// An HMAC-signed request.
     Hmac,
+    /// A JSON Web Token.
+    Jwt,
 }
 
 impl Method {
-    const ALL: [Method; 3] = [Method::None, Method::Bearer, Method::Hmac];
+    const ALL: [Method; 4] = [Method::None, Method::Bearer, Method::Hmac, Method::Jwt];
 
     /// Name in configuration and in the audit trail.
     pub fn as_str(self) -> &'static str {
@@ -28,6 +31,7 @@ impl Method {
             Method::None => "none",
             Method::Bearer => "bearer",
             Method::Hmac => "hmac",
+            Method::Jwt => "jwt",
         }
     }
 
@@ -51,18 +55,22 @@ impl Combo {
         Method::ALL.into_iter().filter(move |m| self.has(*m))
     }
 
-    /// A stable label for the audit trail (`none`, `bearer`, `hmac`, `bearer+hmac`).
+    /// A stable label for the audit trail (`none`, `bearer`, `hmac`, `jwt`, `bearer+hmac`,
+    /// `jwt+hmac`).
     pub fn label(self) -> &'static str {
         match (
             self.has(Method::None),
             self.has(Method::Bearer),
+            self.has(Method::Jwt),
             self.has(Method::Hmac),
         ) {
-            (true, _, _) => "none",
-            (false, true, true) => "bearer+hmac",
-            (false, true, false) => "bearer",
-            (false, false, true) => "hmac",
-            (false, false, false) => "invalid",
+            (true, ..) => "none",
+            (false, true, false, true) => "bearer+hmac",
+            (false, true, false, false) => "bearer",
+            (false, false, true, true) => "jwt+hmac",
+            (false, false, true, false) => "jwt",
+            (false, false, false, true) => "hmac",
+            (false, true, true, _) | (false, false, false, false) => "invalid",
         }
     }
 
@@ -73,7 +81,9 @@ impl Combo {
                 .into_iter()
                 .find(|m| m.as_str() == part.trim())
                 .ok_or_else(|| {
-                    format!("unknown method {part:?}; known: \"none\", \"bearer\", \"hmac\"")
+                    format!(
+                        "unknown method {part:?}; known: \"none\", \"bearer\", \"hmac\", \"jwt\""
+                    )
                 })?;
             if bits & m.bit() != 0 {
                 return Err(format!("{part:?} appears twice"));
@@ -82,6 +92,9 @@ impl Combo {
         }
         if bits & Method::None.bit() != 0 && bits != Method::None.bit() {
             return Err("\"none\" cannot be combined with another method".into());
+        }
+        if bits & Method::Bearer.bit() != 0 && bits & Method::Jwt.bit() != 0 {
+            return Err("\"bearer\" and \"jwt\" share the Authorization header; combine either with \"hmac\"".into());
         }
         Ok(Combo(bits))
     }
@@ -129,6 +142,8 @@ pub struct Grant {
     pub roles: Arc<[Arc<str>]>,
     /// Scopes.
     pub scopes: Arc<[Arc<str>]>,
+    /// Permissions (from a token's permissions claim).
+    pub permissions: Arc<[Arc<str>]>,
 }
 
 /// `[[auth.bearer]]`, validated.
@@ -186,6 +201,8 @@ pub struct AuthConfig {
     pub bearer: Vec<BearerToken>,
     /// HMAC signing.
     pub hmac: HmacConfig,
+    /// JSON Web Tokens.
+    pub jwt: Option<JwtConfig>,
 }
 
 impl AuthConfig {
@@ -219,6 +236,9 @@ pub(super) fn check_usable(key: &str, combos: &[Combo], auth: &AuthConfig, e: &m
                 key,
                 "uses \"bearer\" but no [[auth.bearer]] token is configured",
             );
+        }
+        if c.has(Method::Jwt) && auth.jwt.is_none() {
+            e.push(key, "uses \"jwt\" but [auth.jwt] is not configured");
         }
         if c.has(Method::Hmac) && auth.hmac.clients.is_empty() {
             e.push(
@@ -257,7 +277,8 @@ pub(super) fn auth(
     env: &dyn Fn(&str) -> Option<String>,
     e: &mut Errors,
 ) -> AuthConfig {
-    let has_credentials = !raw.bearer.is_empty() || !raw.hmac.clients.is_empty();
+    let has_credentials =
+        !raw.bearer.is_empty() || !raw.hmac.clients.is_empty() || raw.jwt.is_some();
     let methods = match &raw.methods {
         Some(list) => combos("auth.methods", list, e),
         None if has_credentials => {
@@ -295,6 +316,7 @@ pub(super) fn auth(
                 id,
                 roles: names(&t.roles),
                 scopes: names(&t.scopes),
+                permissions: Arc::from([]),
             },
         });
     }
@@ -335,10 +357,12 @@ pub(super) fn auth(
         require_idempotency_key: h.require_idempotency_key.unwrap_or(true),
         clients,
     };
+    let jwt = raw.jwt.map(|j| super::jwt::jwt(j, env, e));
     let cfg = AuthConfig {
         methods,
         bearer,
         hmac,
+        jwt,
     };
     check_usable("auth.methods", &cfg.methods, &cfg, e);
     cfg
@@ -397,6 +421,7 @@ fn hmac_client(
             id,
             roles: names(&c.roles),
             scopes: names(&c.scopes),
+            permissions: Arc::from([]),
         },
     })
 }

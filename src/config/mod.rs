@@ -3,12 +3,14 @@
 //! reported together, with its key and why; nothing else in the gateway reads configuration.
 
 mod auth;
+mod jwt;
 mod raw;
 mod validated;
 
 pub use auth::{
     AuthConfig, BearerToken, Canonical, Combo, Grant, HmacClient, HmacConfig, Method, Secret,
 };
+pub use jwt::{JwtConfig, JwtKey};
 
 pub use raw::RawConfig;
 pub use validated::{

@@ -108,6 +108,60 @@ pub struct RawAuth {
     /// HMAC request signing.
     #[serde(default)]
     pub hmac: RawHmac,
+    /// JSON Web Tokens (`Authorization: Bearer <jwt>`).
+    pub jwt: Option<RawJwt>,
+}
+
+/// `[auth.jwt]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    /// Accepted `iss` values (required).
+    #[serde(default)]
+    pub issuer: Vec<String>,
+    /// Accepted `aud` values (required): the token must name at least one.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Clock tolerance for `exp` and `nbf`, in seconds (default 60).
+    pub leeway_secs: Option<u64>,
+    /// Claims that must be present besides `exp`, `iss`, `aud` and the subject.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Claim naming the principal (default `sub`).
+    pub subject_claim: Option<String>,
+    /// Claim holding roles, an array or a space-separated string (default `roles`).
+    pub roles_claim: Option<String>,
+    /// Claims holding scopes (default `["scope", "scp"]`).
+    pub scope_claims: Option<Vec<String>>,
+    /// Claim holding permissions (default `permissions`).
+    pub permissions_claim: Option<String>,
+    /// Longest accepted token in bytes (default 8192).
+    pub max_token_bytes: Option<u64>,
+    /// Verified tokens remembered until they expire, keyed by their SHA-256 (default 10000;
+    /// 0 disables the cache).
+    pub cache_capacity: Option<u64>,
+    /// A JWKS endpoint (`https://…/jwks.json`), fetched at start and again, at most every
+    /// `jwks_refresh_min_secs`, when a token names an unknown `kid`.
+    pub jwks_url: Option<String>,
+    /// Least time between two JWKS fetches (default 30).
+    pub jwks_refresh_min_secs: Option<u64>,
+    /// Verification keys given directly.
+    #[serde(default)]
+    pub keys: Vec<RawJwtKey>,
+}
+
+/// `[[auth.jwt.keys]]`: one key, pinned to one algorithm.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtKey {
+    /// The `kid` tokens name to select this key (optional when it is the only key).
+    pub kid: Option<String>,
+    /// HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA.
+    pub alg: Option<String>,
+    /// PEM file of the public key (RS*, PS*, ES*, EdDSA).
+    pub pem_file: Option<String>,
+    /// Shared secret (HS*); use `${VAR}`. At least 32 bytes.
+    pub secret: Option<String>,
 }
 
 /// `[[auth.bearer]]`: one static token, made with `palisade token generate`.

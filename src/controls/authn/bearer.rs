@@ -98,6 +98,7 @@ mod tests {
             id: Arc::from("alice"),
             roles: Arc::from([Arc::from("trader")]),
             scopes: Arc::from([]),
+            permissions: Arc::from([]),
         };
         let sha256 = <[u8; 32]>::try_from(hex::decode(h).unwrap()).unwrap();
         (Tokens::new(&[BearerToken { sha256, grant }]), t)

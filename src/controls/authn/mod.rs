@@ -1,8 +1,8 @@
 //! Authentication: turns a request into a [`Principal`], or refuses it.
 //!
 //! Each route accepts a list of method combinations in order of preference (`auth.methods`, or
-//! the route's own `auth`): `none`, `bearer`, `hmac`, or several joined by `+` that must all pass
-//! for the same principal (`bearer+hmac`). The first combination whose credentials are present
+//! the route's own `auth`): `none`, `bearer`, `jwt`, `hmac`, or several joined by `+` that must
+//! all pass for the same principal (`jwt+hmac`). The first combination whose credentials are present
 //! is the one verified; if it fails the request is refused — there is no falling through to a
 //! weaker combination. A request with no credential for any combination is refused.
 //!
@@ -17,10 +17,12 @@
 
 mod bearer;
 mod hmac;
+mod jwt;
 mod replay;
 
 pub use bearer::{generate as generate_token, BearerError};
 pub use hmac::{sign, HmacError, SignFields};
+pub use jwt::JwtError;
 pub use replay::{MemoryReplayStore, ReplayStore, StoreFull};
 
 use std::net::IpAddr;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use http::{header, request::Parts};
 
 use crate::config::{AuthConfig, Combo, Grant, Method, UpstreamConfig};
+use crate::upstream::HttpClient;
 
 /// Who is calling. Only this module can make one.
 #[derive(Debug, Clone)]
@@ -52,6 +55,11 @@ impl Principal {
     /// Scopes granted by the credential(s).
     pub fn scopes(&self) -> &[Arc<str>] {
         &self.grant.scopes
+    }
+
+    /// Permissions granted by the credential(s) (a token's permissions claim).
+    pub fn permissions(&self) -> &[Arc<str>] {
+        &self.grant.permissions
     }
 
     /// The client's address.
@@ -84,6 +92,9 @@ pub enum AuthnError {
     /// The HMAC signature was refused.
     #[error(transparent)]
     Hmac(#[from] HmacError),
+    /// The JWT was refused.
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
     /// The methods of a combination named different principals.
     #[error("credentials name different principals")]
     IdentityMismatch,
@@ -96,6 +107,7 @@ pub struct Authenticator {
     routes: Vec<Vec<Combo>>,
     tokens: bearer::Tokens,
     hmac: hmac::Verifier,
+    jwt: Option<jwt::Verifier>,
 }
 
 /// Headers verified; the body-dependent part (HMAC) is still to come.
@@ -103,29 +115,39 @@ pub struct Authenticator {
 pub struct Pending<'a> {
     combo: Combo,
     client_ip: IpAddr,
-    bearer: Option<&'a Grant>,
+    bearer: Option<Grant>,
     hmac: Option<hmac::Claimed<'a>>,
     anonymous: &'a Grant,
 }
 
 impl Authenticator {
-    /// Builds the authenticator; `routes` gives each route's accepted combinations by index.
-    pub fn new(cfg: &AuthConfig, routes: &[UpstreamConfig]) -> Self {
+    /// Builds the authenticator; `routes` gives each route's accepted combinations by index;
+    /// `client` fetches JWKS.
+    pub fn new(cfg: &AuthConfig, routes: &[UpstreamConfig], client: HttpClient) -> Self {
         let store = Arc::new(MemoryReplayStore::new(cfg.hmac.replay_capacity));
         Authenticator {
             anonymous: Grant {
                 id: Arc::from("anonymous"),
                 roles: Arc::from([]),
                 scopes: Arc::from([]),
+                permissions: Arc::from([]),
             },
             routes: routes.iter().map(|r| r.auth.clone()).collect(),
             tokens: bearer::Tokens::new(&cfg.bearer),
             hmac: hmac::Verifier::new(cfg.hmac.clone(), store),
+            jwt: cfg.jwt.clone().map(|j| jwt::Verifier::new(j, client)),
+        }
+    }
+
+    /// Start-up work: fetches the JWKS once (a failure is logged; tokens then fail closed).
+    pub async fn prefetch(&self) {
+        if let Some(j) = &self.jwt {
+            j.prefetch().await;
         }
     }
 
     /// Header stage for a request on `route`. `now` is Unix seconds.
-    pub fn begin<'a>(
+    pub async fn begin<'a>(
         &'a self,
         route: usize,
         parts: &'a Parts,
@@ -141,6 +163,10 @@ impl Authenticator {
         }
         let signed = hmac::present(headers);
         let combos = self.routes.get(route).map(Vec::as_slice).unwrap_or(&[]);
+        // Static tokens and JWTs share the header: where a route accepts both, a value with
+        // three dot-separated parts is a JWT.
+        let jwt_shaped = authorization.is_some_and(|v| jwt::shaped(v.as_bytes()));
+        let route_has_jwt = combos.iter().any(|c| c.has(Method::Jwt));
         // The first combination whose credentials are all present.
         let combo = combos
             .iter()
@@ -148,13 +174,23 @@ impl Authenticator {
             .find(|c| {
                 c.methods().all(|m| match m {
                     Method::None => true,
-                    Method::Bearer => authorization.is_some(),
+                    Method::Bearer => authorization.is_some() && !(route_has_jwt && jwt_shaped),
+                    Method::Jwt => authorization.is_some(),
                     Method::Hmac => signed,
                 })
             })
             .ok_or(AuthnError::Missing)?;
-        let bearer = match (combo.has(Method::Bearer), authorization) {
-            (true, Some(v)) => Some(self.tokens.verify(bearer::token(v.as_bytes())?)?),
+        let bearer = match (
+            combo.has(Method::Bearer),
+            combo.has(Method::Jwt),
+            authorization,
+        ) {
+            (true, _, Some(v)) => Some(self.tokens.verify(bearer::token(v.as_bytes())?)?.clone()),
+            (_, true, Some(v)) => {
+                let token = bearer::token(v.as_bytes())?;
+                let verifier = self.jwt.as_ref().ok_or(AuthnError::Missing)?;
+                Some(verifier.verify(token, now).await?)
+            }
             _ => None,
         };
         let hmac = match combo.has(Method::Hmac) {
@@ -177,7 +213,7 @@ impl Authenticator {
 impl Pending<'_> {
     /// Body stage: verifies what needs the body and makes the principal.
     pub fn finish(self, parts: &Parts, body: &[u8], now: u64) -> Result<Principal, AuthnError> {
-        let mut grant: Option<Grant> = self.bearer.cloned();
+        let mut grant: Option<Grant> = self.bearer;
         if let Some(claim) = self.hmac {
             let client = claim.client();
             claim.verify(
@@ -212,6 +248,7 @@ fn merge(a: &Grant, b: &Grant) -> Grant {
         id: a.id.clone(),
         roles: union(&a.roles, &b.roles),
         scopes: union(&a.scopes, &b.scopes),
+        permissions: union(&a.permissions, &b.permissions),
     }
 }
 
@@ -261,6 +298,7 @@ impl Authenticator {
                 id: Arc::from(id),
                 roles: Arc::from([]),
                 scopes: Arc::from([]),
+                permissions: Arc::from([]),
             },
             client_ip: IpAddr::from([127, 0, 0, 1]),
             method: "none",

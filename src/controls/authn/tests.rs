@@ -15,6 +15,7 @@ fn grant(id: &str, role: &str) -> Grant {
         id: Arc::from(id),
         roles: Arc::from([Arc::from(role)]),
         scopes: Arc::from([]),
+        permissions: Arc::from([]),
     }
 }
 
@@ -59,9 +60,18 @@ fn authn(routes: &[&[&str]]) -> (Authenticator, String, String) {
             require_idempotency_key: false,
             clients: vec![hmac_client("alice"), hmac_client("carol")],
         },
+        jwt: None,
     };
     let routes: Vec<UpstreamConfig> = routes.iter().map(|r| route(r)).collect();
-    (Authenticator::new(&cfg, &routes), ta, tb)
+    (
+        Authenticator::new(
+            &cfg,
+            &routes,
+            crate::upstream::client(Duration::from_secs(1)),
+        ),
+        ta,
+        tb,
+    )
 }
 
 fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
@@ -73,7 +83,10 @@ fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
 }
 
 fn run(a: &Authenticator, route: usize, p: &Parts, body: &[u8]) -> Result<Principal, AuthnError> {
-    a.begin(route, p, IpAddr::from([127, 0, 0, 1]), NOW)?
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(a.begin(route, p, IpAddr::from([127, 0, 0, 1]), NOW))?
         .finish(p, body, NOW)
 }
 

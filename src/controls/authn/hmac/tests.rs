@@ -20,6 +20,7 @@ fn client(key_id: &str, canonical: Canonical) -> HmacClient {
             id: Arc::from(key_id),
             roles: Arc::from([]),
             scopes: Arc::from([]),
+            permissions: Arc::from([]),
         },
     }
 }

@@ -1,0 +1,405 @@
+//! JSON Web Tokens: `Authorization: Bearer <jwt>`, verified with `jsonwebtoken` (aws-lc-rs).
+//!
+//! Every key is pinned to one algorithm, and the token's `alg` must be exactly that: no `none`
+//! (in any spelling), no HS256 token verified with an RSA public key used as an HMAC secret.
+//! Keys come only from configuration or the configured JWKS URL; a token's own `jku`, `x5u`,
+//! `x5c` or embedded `jwk` is refused, never followed. `kid` is only ever a map key. Time claims
+//! are checked here against an injected clock (`exp` required, `nbf` honoured, both with the
+//! configured leeway); `iss` and `aud` must be among the configured values. A verified token is
+//! remembered until it expires, keyed by its SHA-256 (never the token itself), so a repeat costs a
+//! hash and a map lookup instead of a signature check.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full, Limited};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Grant, JwtConfig, JwtKey};
+use crate::upstream::HttpClient;
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtError {
+    /// Longer than `max_token_bytes`.
+    #[error("token too long")]
+    TooLong,
+    /// Not a well-formed JWS.
+    #[error("malformed token")]
+    Malformed,
+    /// `alg: none`, in any spelling.
+    #[error("unsigned token (alg none)")]
+    AlgNone,
+    /// The header carries `jku`, `x5u`, `x5c` or `jwk`: a key the token chose itself.
+    #[error("token names its own key")]
+    EmbeddedKey,
+    /// The header has `crit` extensions the gateway does not understand.
+    #[error("critical header extension")]
+    Crit,
+    /// No configured key matches the `kid`.
+    #[error("unknown key id")]
+    UnknownKid,
+    /// The token's `alg` is not the one its key is pinned to.
+    #[error("algorithm does not match the key")]
+    AlgMismatch,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` is past (beyond the leeway).
+    #[error("expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("not yet valid")]
+    NotYetValid,
+    /// A required claim is absent or has the wrong type.
+    #[error("required claim missing")]
+    MissingClaim,
+    /// `iss` is not accepted.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` names none of the accepted audiences.
+    #[error("wrong audience")]
+    WrongAudience,
+}
+
+/// The JWT verifier: static keys, JWKS keys refreshed on demand, and the verified-token cache.
+#[derive(Debug)]
+pub(super) struct Verifier {
+    cfg: JwtConfig,
+    jwks: RwLock<Arc<Vec<JwtKey>>>,
+    /// When the JWKS was last fetched; also the single-flight lock for fetching.
+    fetched: tokio::sync::Mutex<Option<Instant>>,
+    client: HttpClient,
+    cache: Mutex<HashMap<[u8; 32], (Grant, u64)>>,
+}
+
+/// Whether an `Authorization` value looks like a JWT (three dot-separated parts).
+pub(super) fn shaped(value: &[u8]) -> bool {
+    value.len() > 7 && value[7..].iter().filter(|b| **b == b'.').count() == 2
+}
+
+impl Verifier {
+    pub(super) fn new(cfg: JwtConfig, client: HttpClient) -> Self {
+        Verifier {
+            cfg,
+            jwks: RwLock::new(Arc::new(Vec::new())),
+            fetched: tokio::sync::Mutex::new(None),
+            client,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verifies `token` at `now` (Unix seconds) and returns what it grants.
+    pub(super) async fn verify(&self, token: &[u8], now: u64) -> Result<Grant, JwtError> {
+        if token.len() > self.cfg.max_token_bytes {
+            return Err(JwtError::TooLong);
+        }
+        let digest: [u8; 32] = Sha256::digest(token).into();
+        if let Some(g) = self.cached(&digest, now) {
+            return Ok(g);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| classify(token))?;
+        if header.jku.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.jwk.is_some()
+        {
+            return Err(JwtError::EmbeddedKey);
+        }
+        if header.crit.is_some() {
+            return Err(JwtError::Crit);
+        }
+        if header.kid.as_ref().is_some_and(|k| k.len() > 256) {
+            return Err(JwtError::Malformed);
+        }
+        let key = self.key(header.kid.as_deref()).await?;
+        if key.alg != header.alg {
+            return Err(JwtError::AlgMismatch);
+        }
+        let mut v = Validation::new(key.alg);
+        // Time, issuer and audience are checked below against the injected clock, with our
+        // own error reasons; the library checks structure and signature.
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v).map_err(|e| match e
+                .kind()
+            {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::BadSignature,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => JwtError::AlgMismatch,
+                _ => JwtError::Malformed,
+            })?;
+        let (grant, exp) = self.claims(&data.claims, now)?;
+        self.remember(digest, &grant, exp, now);
+        Ok(grant)
+    }
+
+    fn claims(&self, c: &Map<String, Value>, now: u64) -> Result<(Grant, u64), JwtError> {
+        let leeway = self.cfg.leeway.as_secs();
+        let time = |name: &str| -> Result<Option<u64>, JwtError> {
+            match c.get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                    .map(Some)
+                    .ok_or(JwtError::MissingClaim),
+            }
+        };
+        let exp = time("exp")?.ok_or(JwtError::MissingClaim)?;
+        if now > exp.saturating_add(leeway) {
+            return Err(JwtError::Expired);
+        }
+        if let Some(nbf) = time("nbf")? {
+            if nbf > now.saturating_add(leeway) {
+                return Err(JwtError::NotYetValid);
+            }
+        }
+        let iss = c
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or(JwtError::MissingClaim)?;
+        if !self.cfg.issuers.iter().any(|i| i == iss) {
+            return Err(JwtError::WrongIssuer);
+        }
+        let aud = strings(c.get("aud").ok_or(JwtError::MissingClaim)?);
+        if !aud
+            .iter()
+            .any(|a| self.cfg.audiences.iter().any(|x| x == a))
+        {
+            return Err(JwtError::WrongAudience);
+        }
+        for name in &self.cfg.required_claims {
+            if !c.contains_key(name) {
+                return Err(JwtError::MissingClaim);
+            }
+        }
+        let sub = c
+            .get(&self.cfg.subject_claim)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+            .ok_or(JwtError::MissingClaim)?;
+        let list = |name: &str| -> Arc<[Arc<str>]> {
+            c.get(name)
+                .map(strings)
+                .unwrap_or_default()
+                .into_iter()
+                .map(Arc::from)
+                .collect()
+        };
+        let mut scopes: Vec<Arc<str>> = Vec::new();
+        for name in &self.cfg.scope_claims {
+            for s in list(name).iter() {
+                if !scopes.contains(s) {
+                    scopes.push(s.clone());
+                }
+            }
+        }
+        let grant = Grant {
+            id: Arc::from(sub),
+            roles: list(&self.cfg.roles_claim),
+            scopes: scopes.into(),
+            permissions: list(&self.cfg.permissions_claim),
+        };
+        Ok((grant, exp))
+    }
+
+    fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Grant> {
+        let leeway = self.cfg.leeway.as_secs();
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.get(digest) {
+            Some((g, exp)) if now <= exp.saturating_add(leeway) => Some(g.clone()),
+            Some(_) => {
+                cache.remove(digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, digest: [u8; 32], grant: &Grant, exp: u64, now: u64) {
+        if self.cfg.cache_capacity == 0 {
+            return;
+        }
+        let leeway = self.cfg.leeway.as_secs();
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= self.cfg.cache_capacity {
+            cache.retain(|_, (_, e)| now <= e.saturating_add(leeway));
+        }
+        if cache.len() < self.cfg.cache_capacity {
+            cache.insert(digest, (grant.clone(), exp));
+        }
+    }
+
+    /// The key for `kid`: configured keys first, then the JWKS (fetched again, at a bounded
+    /// rate, when the kid is unknown — that is how a rotation at the issuer is picked up).
+    async fn key(&self, kid: Option<&str>) -> Result<JwtKey, JwtError> {
+        if let Some(k) = self.lookup(kid) {
+            return Ok(k);
+        }
+        if self.cfg.jwks_url.is_none() {
+            return Err(JwtError::UnknownKid);
+        }
+        {
+            let mut last = self.fetched.lock().await;
+            // Another request may have fetched while we waited.
+            if let Some(k) = self.lookup(kid) {
+                return Ok(k);
+            }
+            if last.is_some_and(|t| t.elapsed() < self.cfg.jwks_refresh_min) {
+                return Err(JwtError::UnknownKid);
+            }
+            *last = Some(Instant::now());
+            match self.fetch().await {
+                Ok(keys) => {
+                    *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+                }
+                Err(e) => {
+                    tracing::warn!(target: "palisade::authn", error = %e, "JWKS fetch failed; keeping the previous keys");
+                }
+            }
+        }
+        self.lookup(kid).ok_or(JwtError::UnknownKid)
+    }
+
+    fn lookup(&self, kid: Option<&str>) -> Option<JwtKey> {
+        let jwks = self.jwks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let keys = self.cfg.keys.iter().chain(jwks.iter());
+        match kid {
+            Some(kid) => keys
+                .into_iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .cloned(),
+            None => {
+                let all: Vec<&JwtKey> = keys.collect();
+                match all.as_slice() {
+                    [only] => Some((*only).clone()),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<Vec<JwtKey>, String> {
+        let Some(url) = &self.cfg.jwks_url else {
+            return Ok(Vec::new());
+        };
+        let req = http::Request::get(url.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Full::new(bytes::Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(Duration::from_secs(5), self.client.request(req))
+            .await
+            .map_err(|_| "timeout".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status()));
+        }
+        let body = Limited::new(resp.into_body(), 1 << 20)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        Ok(set.keys.iter().filter_map(from_jwk).collect())
+    }
+
+    /// Fetches the JWKS once at start-up (failures are logged; verification fails closed).
+    /// It does not count against the refresh interval, so the first rotation seen afterwards
+    /// is picked up at once.
+    pub(super) async fn prefetch(&self) {
+        if self.cfg.jwks_url.is_none() {
+            return;
+        }
+        let _guard = self.fetched.lock().await;
+        match self.fetch().await {
+            Ok(keys) => *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys),
+            Err(e) => {
+                tracing::warn!(target: "palisade::authn", error = %e, "JWKS fetch failed at start; JWTs are refused until it succeeds")
+            }
+        }
+    }
+}
+
+/// A JWKS entry as a pinned key: its `alg`, or the one its type implies. Symmetric (`oct`) and
+/// encryption keys are never used for verification.
+fn from_jwk(jwk: &jsonwebtoken::jwk::Jwk) -> Option<JwtKey> {
+    if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+        return None;
+    }
+    let implied = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => Algorithm::ES256,
+            EllipticCurve::P384 => Algorithm::ES384,
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+        // Symmetric keys from a URL, and key types this crate may add later: never used.
+        _ => return None,
+    };
+    let alg = match jwk.common.key_algorithm {
+        None => implied,
+        Some(a) => {
+            let a: Algorithm = match a {
+                KeyAlgorithm::RS256 => Algorithm::RS256,
+                KeyAlgorithm::RS384 => Algorithm::RS384,
+                KeyAlgorithm::RS512 => Algorithm::RS512,
+                KeyAlgorithm::PS256 => Algorithm::PS256,
+                KeyAlgorithm::PS384 => Algorithm::PS384,
+                KeyAlgorithm::PS512 => Algorithm::PS512,
+                KeyAlgorithm::ES256 => Algorithm::ES256,
+                KeyAlgorithm::ES384 => Algorithm::ES384,
+                KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+                _ => return None,
+            };
+            if a.family() != implied.family() {
+                return None;
+            }
+            a
+        }
+    };
+    Some(JwtKey {
+        kid: jwk.common.key_id.clone(),
+        alg,
+        key: DecodingKey::from_jwk(jwk).ok()?,
+    })
+}
+
+/// A claim as a list of strings: an array of strings, or one space-separated string.
+fn strings(v: &Value) -> Vec<&str> {
+    match v {
+        Value::String(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Why a header did not parse: `alg: none` (any spelling) gets its own reason.
+fn classify(token: &[u8]) -> JwtError {
+    let head = token.split(|b| *b == b'.').next().unwrap_or_default();
+    let alg = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| {
+            v.get("alg")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+        });
+    match alg.as_deref() {
+        Some("none") => JwtError::AlgNone,
+        _ => JwtError::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests;
