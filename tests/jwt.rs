@@ -158,3 +158,103 @@ async fn jwks_rotation_is_picked_up_without_restart_and_refusals_are_audited() {
         .iter()
         .any(|r| r.0 == "agent-2" && r.1 == "jwt" && r.2 == "allow"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oauth_resource_server_metadata_challenges_audience_and_scopes() {
+    let doc = Arc::new(Mutex::new(jwks(&[("k1", "rsa.key")])));
+    let idp = jwks_server(doc, Arc::new(Mutex::new(0))).await;
+    let (up, addr) = Scripted::start().await;
+    let mut gw = Gateway::start(
+        "jwt-oauth",
+        &format!(
+            "[auth]\nmethods = [\"jwt\"]\n[auth.jwt]\nissuer = [\"https://idp.test\"]\n\
+             jwks_url = \"http://{idp}/jwks.json\"\n\
+             [auth.oauth]\nresource_base = \"https://gateway.test\"\nauthorization_servers = [\"https://idp.test\"]\n\
+             required_scopes = [\"mcp:tools\"]\n\
+             [[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\n\
+             [[upstream]]\nname = \"admin\"\nurl = \"http://{addr}/mcp\"\nrequired_scopes = [\"mcp:admin\"]\n"
+        ),
+    );
+    // Protected Resource Metadata, path-inserted per route.
+    let r = send(
+        http::Method::GET,
+        &gw.url("/.well-known/oauth-protected-resource/mcp/s"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let m = r.json();
+    assert_eq!(m["resource"], "https://gateway.test/mcp/s");
+    assert_eq!(m["authorization_servers"], json!(["https://idp.test"]));
+    assert_eq!(m["scopes_supported"], json!(["mcp:tools"]));
+    let r = send(
+        http::Method::GET,
+        &gw.url("/.well-known/oauth-protected-resource/mcp/nope"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // No token: 401 pointing at the metadata, with the scopes needed.
+    let r = post(&gw.url("/mcp/s"), &[], INIT).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Bearer resource_metadata=\"https://gateway.test/.well-known/oauth-protected-resource/mcp/s\", scope=\"mcp:tools\""
+    );
+    let tok = |aud: &str, scope: &str| {
+        let mut c = claims("agent");
+        c["aud"] = json!(aud);
+        c["scope"] = json!(scope);
+        token("k1", "rsa.key", c)
+    };
+    let call = |route: &'static str, t: String| {
+        let u = gw.url(route);
+        async move { post(&u, &[("authorization", &format!("Bearer {t}"))], INIT).await }
+    };
+    // A token for this route's resource, with the scope: in.
+    assert_eq!(
+        call("/mcp/s", tok("https://gateway.test/mcp/s", "mcp:tools"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A broader scope covers a narrower one.
+    assert_eq!(
+        call("/mcp/s", tok("https://gateway.test/mcp/s", "mcp"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let seen = up.count();
+    // The same token on another route: its audience is not that route (RFC 8707).
+    let r = call("/mcp/admin", tok("https://gateway.test/mcp/s", "mcp:admin")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer error=\"invalid_token\", resource_metadata="));
+    // The right audience without the scope: 403 insufficient_scope naming what is needed.
+    let r = call(
+        "/mcp/admin",
+        tok("https://gateway.test/mcp/admin", "mcp:tools"),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.code().as_str()), (403, "MCP-002"));
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Bearer error=\"insufficient_scope\", resource_metadata=\"https://gateway.test/.well-known/oauth-protected-resource/mcp/admin\", scope=\"mcp:admin\""
+    );
+    // The upstream's own URL is never an acceptable audience.
+    let r = call("/mcp/s", tok(&format!("http://{addr}/mcp"), "mcp:tools")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(up.count(), seen);
+    gw.stop();
+    let rows = gw.principal_rows();
+    assert!(rows.iter().any(|r| r.3 == "insufficient_scope"));
+    assert_eq!(
+        rows.iter().filter(|r| r.3 == "jwt_wrong_audience").count(),
+        2
+    );
+}

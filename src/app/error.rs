@@ -180,6 +180,7 @@ impl Rejection {
                     AuthnError::CredentialInCookie => "credential_in_cookie",
                     AuthnError::Missing => "missing_credential",
                     AuthnError::IdentityMismatch => "identity_mismatch",
+                    AuthnError::InsufficientScope => "insufficient_scope",
                     AuthnError::Bearer(b) => match b {
                         BearerError::Malformed => "bearer_malformed",
                         BearerError::Repeated => "bearer_repeated",
@@ -216,6 +217,15 @@ impl Rejection {
                     },
                 };
                 match e {
+                    // Authenticated, but the token does not carry the route's scopes.
+                    AuthnError::InsufficientScope => m(
+                        S::FORBIDDEN,
+                        rpc::SERVER_ERROR,
+                        C::Unauthorized,
+                        "Forbidden",
+                        "authn",
+                        reason,
+                    ),
                     // Too many live nonces for one client: a rate problem, not a failed login.
                     AuthnError::Hmac(HmacError::StoreFull) => m(
                         S::TOO_MANY_REQUESTS,

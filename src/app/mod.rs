@@ -7,6 +7,7 @@ pub use ops::LATENCY_BUCKETS;
 pub mod pipeline;
 pub mod server;
 mod trace;
+mod wellknown;
 
 use std::sync::Arc;
 

@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use super::body::{self, Body};
 use super::error::Rejection;
 use super::trace::Trace;
-use super::{ops, Shared};
+use super::{ops, wellknown, Shared};
 use crate::audit::Decision;
 use crate::controls::authn::Principal;
 use crate::controls::idempotency::{Claim, Stored};
@@ -46,6 +46,15 @@ enum Outcome {
     },
 }
 
+/// What the pipeline learnt before it stopped, for the error response.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The JSON-RPC id, once parsed.
+    id: Option<Id>,
+    /// The route, once resolved.
+    route: Option<usize>,
+}
+
 /// The session situation of a POST.
 enum SessionCtx {
     /// A live session of this principal on this route.
@@ -67,8 +76,12 @@ impl SessionCtx {
 
 /// Serves one HTTP request.
 pub async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    // Operational endpoints (/healthz, /readyz, /metrics) are not MCP traffic.
+    // Operational endpoints (/healthz, /readyz, /metrics) and OAuth metadata are not MCP
+    // traffic.
     if let Some(resp) = ops::serve(&gw, &req).await {
+        return resp;
+    }
+    if let Some(resp) = wellknown::serve(&gw, &req) {
         return resp;
     }
     let request_id = uuid::Uuid::now_v7().to_string();
@@ -82,8 +95,8 @@ pub async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
             return reject(&Rejection::Audit(e), None, &request_id).0;
         }
     };
-    let mut id = None;
-    match mcp(&gw, req, peer, &request_id, &mut trace, &mut id).await {
+    let mut seen = Seen::default();
+    match mcp(&gw, req, peer, &request_id, &mut trace, &mut seen).await {
         Ok(Outcome::Done(resp, n)) => {
             slot.write(trace.finish(
                 Decision::Allow,
@@ -144,7 +157,19 @@ pub async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
             Response::from_parts(parts, body)
         }
         Err(rej) => {
-            let (resp, n) = reject(&rej, id.as_ref(), &request_id);
+            let (mut resp, n) = reject(&rej, seen.id.as_ref(), &request_id);
+            if let Rejection::Authn(e) = &rej {
+                // RFC 6750 / RFC 9728: say how to authenticate (and, with OAuth, where the
+                // metadata is and which scopes are needed).
+                if matches!(
+                    resp.status(),
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                ) {
+                    if let Ok(v) = HeaderValue::from_str(&gw.authn.challenge(seen.route, Some(e))) {
+                        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                    }
+                }
+            }
             let m = rej.mapping();
             // Details go to the log and the audit record, never to the client.
             tracing::info!(target: "palisade::deny", request_id, control = m.control, reason = m.reason, detail = %rej, "request refused");
@@ -173,10 +198,11 @@ async fn mcp(
     peer: SocketAddr,
     request_id: &str,
     trace: &mut Trace,
-    id: &mut Option<Id>,
+    seen: &mut Seen,
 ) -> Result<Outcome, Rejection> {
     // 1. Route: which upstream. Unknown paths are refused before anything else is looked at.
     let route = gw.route(req.uri().path()).ok_or(Rejection::NoRoute)?;
+    seen.route = Some(route);
     let upstream = &gw.routes[route];
     trace.upstream(&upstream.name);
     // 2. Transport guard: Host and Origin (DNS rebinding). Header-only, so it runs before any
@@ -200,7 +226,7 @@ async fn mcp(
             // 6. Envelope: ONE strict parse over the bytes, kept as a view of them.
             let env = Envelope::parse(bytes, limits.max_json_depth)?;
             trace.message(&env);
-            *id = env.id().cloned();
+            seen.id = env.id().cloned();
             // 7. Modern requests mirror method and name in headers; intermediaries may act on
             //    those, so they must say what the body says.
             let modern = is_modern(&parts.headers);
@@ -561,12 +587,6 @@ pub(crate) fn reject(rej: &Rejection, id: Option<&Id>, request_id: &str) -> (Res
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"palisade\""),
-        );
-    }
     if status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));

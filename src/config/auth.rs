@@ -203,6 +203,36 @@ pub struct AuthConfig {
     pub hmac: HmacConfig,
     /// JSON Web Tokens.
     pub jwt: Option<JwtConfig>,
+    /// OAuth 2.1 resource-server settings.
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// `[auth.oauth]`, validated.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// Public base URL, without trailing slash.
+    pub resource_base: String,
+    /// Authorization servers for the metadata.
+    pub authorization_servers: Vec<String>,
+    /// Default required scopes.
+    pub required_scopes: Vec<String>,
+    /// `scopes_supported` (None: derived from the routes).
+    pub scopes_supported: Option<Vec<String>>,
+}
+
+impl OAuthConfig {
+    /// The resource identifier of route `name` (the audience its tokens must carry).
+    pub fn resource(&self, name: &str) -> String {
+        format!("{}/mcp/{name}", self.resource_base)
+    }
+
+    /// Where the Protected Resource Metadata of route `name` is served.
+    pub fn metadata_url(&self, name: &str) -> String {
+        format!(
+            "{}/.well-known/oauth-protected-resource/mcp/{name}",
+            self.resource_base
+        )
+    }
 }
 
 impl AuthConfig {
@@ -357,12 +387,17 @@ pub(super) fn auth(
         require_idempotency_key: h.require_idempotency_key.unwrap_or(true),
         clients,
     };
-    let jwt = raw.jwt.map(|j| super::jwt::jwt(j, env, e));
+    let oauth = raw.oauth.map(|o| oauth(o, e));
+    let jwt = raw.jwt.map(|j| super::jwt::jwt(j, oauth.is_some(), env, e));
+    if oauth.is_some() && jwt.is_none() {
+        e.push("auth.oauth", "needs [auth.jwt] to verify the access tokens");
+    }
     let cfg = AuthConfig {
         methods,
         bearer,
         hmac,
         jwt,
+        oauth,
     };
     check_usable("auth.methods", &cfg.methods, &cfg, e);
     cfg
@@ -424,4 +459,62 @@ fn hmac_client(
             permissions: Arc::from([]),
         },
     })
+}
+
+fn oauth(o: super::raw::RawOAuth, e: &mut Errors) -> OAuthConfig {
+    let url_ok = |u: &str| {
+        u.parse::<http::Uri>().is_ok_and(|x| {
+            matches!(x.scheme_str(), Some("http" | "https"))
+                && x.host().is_some()
+                && x.query().is_none()
+                && !u.contains('#')
+        })
+    };
+    let base = o.resource_base.unwrap_or_default();
+    let base = base.trim_end_matches('/').to_owned();
+    if !url_ok(&base) {
+        e.push(
+            "auth.oauth.resource_base",
+            "required: the gateway's public URL, e.g. https://gateway.example.com",
+        );
+    }
+    if o.authorization_servers.is_empty() {
+        e.push(
+            "auth.oauth.authorization_servers",
+            "must list at least one authorization server",
+        );
+    }
+    for (i, a) in o.authorization_servers.iter().enumerate() {
+        if !url_ok(a) {
+            e.push(
+                format!("auth.oauth.authorization_servers[{i}]"),
+                "must be an http(s) URL",
+            );
+        }
+    }
+    // RFC 6749 scope-token characters; they are quoted into WWW-Authenticate headers.
+    let scope_ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    };
+    for (i, s) in o
+        .required_scopes
+        .iter()
+        .chain(o.scopes_supported.iter().flatten())
+        .enumerate()
+    {
+        if !scope_ok(s) {
+            e.push(
+                "auth.oauth",
+                format!("scope #{i} {s:?} has characters not allowed in an OAuth scope"),
+            );
+        }
+    }
+    OAuthConfig {
+        resource_base: base,
+        authorization_servers: o.authorization_servers,
+        required_scopes: o.required_scopes,
+        scopes_supported: o.scopes_supported,
+    }
 }

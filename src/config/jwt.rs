@@ -47,6 +47,8 @@ pub struct JwtConfig {
     pub jwks_url: Option<Uri>,
     /// Least time between JWKS fetches.
     pub jwks_refresh_min: Duration,
+    /// OIDC issuer whose discovery document names the JWKS.
+    pub oidc_issuer: Option<String>,
     /// Static keys.
     pub keys: Vec<JwtKey>,
 }
@@ -125,11 +127,35 @@ fn key(
 }
 
 /// Validates `[auth.jwt]`.
-pub(super) fn jwt(raw: RawJwt, env: &dyn Fn(&str) -> Option<String>, e: &mut Errors) -> JwtConfig {
-    if raw.issuer.is_empty() {
+pub(super) fn jwt(
+    raw: RawJwt,
+    oauth: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+    e: &mut Errors,
+) -> JwtConfig {
+    let mut issuers = raw.issuer;
+    let oidc_issuer = raw.oidc_issuer.map(|i| i.trim_end_matches('/').to_owned());
+    if let Some(i) = &oidc_issuer {
+        if !i
+            .parse::<Uri>()
+            .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+        {
+            e.push("auth.jwt.oidc_issuer", "must be an http(s) URL");
+        }
+        if raw.jwks_url.is_some() {
+            e.push(
+                "auth.jwt.oidc_issuer",
+                "set either oidc_issuer or jwks_url, not both",
+            );
+        }
+        if !issuers.contains(i) {
+            issuers.push(i.clone());
+        }
+    }
+    if issuers.is_empty() {
         e.push("auth.jwt.issuer", "required: the accepted `iss` values");
     }
-    if raw.audience.is_empty() {
+    if raw.audience.is_empty() && !oauth {
         e.push(
             "auth.jwt.audience",
             "required: the accepted `aud` values (this gateway's own identifier)",
@@ -169,11 +195,14 @@ pub(super) fn jwt(raw: RawJwt, env: &dyn Fn(&str) -> Option<String>, e: &mut Err
             "every key needs a kid when there are several",
         );
     }
-    if keys.is_empty() && jwks_url.is_none() {
-        e.push("auth.jwt", "needs [[auth.jwt.keys]] or jwks_url");
+    if keys.is_empty() && jwks_url.is_none() && oidc_issuer.is_none() {
+        e.push(
+            "auth.jwt",
+            "needs [[auth.jwt.keys]], jwks_url or oidc_issuer",
+        );
     }
     JwtConfig {
-        issuers: raw.issuer,
+        issuers,
         audiences: raw.audience,
         leeway: Duration::from_secs(e.range("auth.jwt.leeway_secs", raw.leeway_secs, 60, 0, 600)),
         required_claims: raw.required_claims,
@@ -207,6 +236,7 @@ pub(super) fn jwt(raw: RawJwt, env: &dyn Fn(&str) -> Option<String>, e: &mut Err
             1,
             86_400,
         )),
+        oidc_issuer,
         keys,
     }
 }

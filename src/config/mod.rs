@@ -8,7 +8,8 @@ mod raw;
 mod validated;
 
 pub use auth::{
-    AuthConfig, BearerToken, Canonical, Combo, Grant, HmacClient, HmacConfig, Method, Secret,
+    AuthConfig, BearerToken, Canonical, Combo, Grant, HmacClient, HmacConfig, Method, OAuthConfig,
+    Secret,
 };
 pub use jwt::{JwtConfig, JwtKey};
 

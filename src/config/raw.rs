@@ -110,6 +110,25 @@ pub struct RawAuth {
     pub hmac: RawHmac,
     /// JSON Web Tokens (`Authorization: Bearer <jwt>`).
     pub jwt: Option<RawJwt>,
+    /// MCP authorization: the gateway as an OAuth 2.1 resource server (needs `[auth.jwt]`).
+    pub oauth: Option<RawOAuth>,
+}
+
+/// `[auth.oauth]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    /// The gateway's public base URL, e.g. `https://gateway.example.com`. Each route's resource
+    /// identifier (the audience its tokens must carry) is `{resource_base}/mcp/{name}`.
+    pub resource_base: Option<String>,
+    /// Authorization servers listed in the Protected Resource Metadata (at least one).
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    /// Scopes every route requires unless it sets its own `required_scopes`.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// `scopes_supported` in the metadata (default: the scopes the routes require).
+    pub scopes_supported: Option<Vec<String>>,
 }
 
 /// `[auth.jwt]`
@@ -119,7 +138,8 @@ pub struct RawJwt {
     /// Accepted `iss` values (required).
     #[serde(default)]
     pub issuer: Vec<String>,
-    /// Accepted `aud` values (required): the token must name at least one.
+    /// Accepted `aud` values: the token must name at least one of them, or (with
+    /// `[auth.oauth]`) the route's own resource URL. Required without `[auth.oauth]`.
     #[serde(default)]
     pub audience: Vec<String>,
     /// Clock tolerance for `exp` and `nbf`, in seconds (default 60).
@@ -145,6 +165,10 @@ pub struct RawJwt {
     pub jwks_url: Option<String>,
     /// Least time between two JWKS fetches (default 30).
     pub jwks_refresh_min_secs: Option<u64>,
+    /// An OpenID Connect issuer (e.g. `https://accounts.google.com`): its JWKS is found through
+    /// `{issuer}/.well-known/openid-configuration`, and it is an accepted `iss`. Use instead of
+    /// `jwks_url`.
+    pub oidc_issuer: Option<String>,
     /// Verification keys given directly.
     #[serde(default)]
     pub keys: Vec<RawJwtKey>,
@@ -260,6 +284,8 @@ pub struct RawUpstream {
     pub timeout_secs: Option<u64>,
     /// Authentication methods for this route, replacing `auth.methods` (same syntax).
     pub auth: Option<Vec<String>>,
+    /// OAuth scopes a token must carry for this route, replacing `auth.oauth.required_scopes`.
+    pub required_scopes: Option<Vec<String>>,
 }
 
 impl RawConfig {

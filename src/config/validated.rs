@@ -127,6 +127,8 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// Accepted authentication, in order of preference (the route's own or `auth.methods`).
     pub auth: Vec<Combo>,
+    /// OAuth scopes a token must carry here (the route's own or `auth.oauth.required_scopes`).
+    pub required_scopes: Vec<String>,
 }
 
 pub(super) struct Errors(pub(super) Vec<ConfigError>);
@@ -488,6 +490,28 @@ fn upstream(
         }
         None => auth.methods.clone(),
     };
+    let required_scopes = match (u.required_scopes, &auth.oauth) {
+        (Some(s), Some(_)) => {
+            if s.iter()
+                .any(|x| x.is_empty() || x.contains([' ', '"', '\\']))
+            {
+                e.push(
+                    format!("{p}.required_scopes"),
+                    "scopes cannot contain spaces, quotes or backslashes",
+                );
+            }
+            s
+        }
+        (Some(_), None) => {
+            e.push(
+                format!("{p}.required_scopes"),
+                "needs [auth.oauth] (scopes come from OAuth access tokens)",
+            );
+            Vec::new()
+        }
+        (None, Some(o)) => o.required_scopes.clone(),
+        (None, None) => Vec::new(),
+    };
     if e.0.len() != before {
         return None;
     }
@@ -498,5 +522,6 @@ fn upstream(
         connect_timeout,
         timeout,
         auth: methods,
+        required_scopes,
     })
 }

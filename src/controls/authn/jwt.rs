@@ -76,7 +76,16 @@ pub(super) struct Verifier {
     /// When the JWKS was last fetched; also the single-flight lock for fetching.
     fetched: tokio::sync::Mutex<Option<Instant>>,
     client: HttpClient,
-    cache: Mutex<HashMap<[u8; 32], (Grant, u64)>>,
+    cache: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// A verified token as cached: what it grants, until when, and for which audiences (checked on
+/// every use, since routes differ in the audience they require).
+#[derive(Debug, Clone)]
+struct Verified {
+    grant: Grant,
+    exp: u64,
+    audiences: Arc<[Box<str>]>,
 }
 
 /// Whether an `Authorization` value looks like a JWT (three dot-separated parts).
@@ -95,14 +104,22 @@ impl Verifier {
         }
     }
 
-    /// Verifies `token` at `now` (Unix seconds) and returns what it grants.
-    pub(super) async fn verify(&self, token: &[u8], now: u64) -> Result<Grant, JwtError> {
+    /// Verifies `token` at `now` (Unix seconds) for a route whose own resource identifier is
+    /// `resource` (RFC 8707: with OAuth, the token's `aud` must name it or a configured
+    /// audience), and returns what it grants.
+    pub(super) async fn verify(
+        &self,
+        token: &[u8],
+        now: u64,
+        resource: Option<&str>,
+    ) -> Result<Grant, JwtError> {
         if token.len() > self.cfg.max_token_bytes {
             return Err(JwtError::TooLong);
         }
         let digest: [u8; 32] = Sha256::digest(token).into();
-        if let Some(g) = self.cached(&digest, now) {
-            return Ok(g);
+        if let Some(v) = self.cached(&digest, now) {
+            self.audience_ok(&v.audiences, resource)?;
+            return Ok(v.grant);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| classify(token))?;
         if header.jku.is_some()
@@ -137,12 +154,21 @@ impl Verifier {
                 jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => JwtError::AlgMismatch,
                 _ => JwtError::Malformed,
             })?;
-        let (grant, exp) = self.claims(&data.claims, now)?;
-        self.remember(digest, &grant, exp, now);
+        let v = self.claims(&data.claims, now)?;
+        self.audience_ok(&v.audiences, resource)?;
+        let grant = v.grant.clone();
+        self.remember(digest, v, now);
         Ok(grant)
     }
 
-    fn claims(&self, c: &Map<String, Value>, now: u64) -> Result<(Grant, u64), JwtError> {
+    fn audience_ok(&self, aud: &[Box<str>], resource: Option<&str>) -> Result<(), JwtError> {
+        let ok = aud.iter().any(|a| {
+            self.cfg.audiences.iter().any(|x| x == &**a) || resource.is_some_and(|r| r == &**a)
+        });
+        ok.then_some(()).ok_or(JwtError::WrongAudience)
+    }
+
+    fn claims(&self, c: &Map<String, Value>, now: u64) -> Result<Verified, JwtError> {
         let leeway = self.cfg.leeway.as_secs();
         let time = |name: &str| -> Result<Option<u64>, JwtError> {
             match c.get(name) {
@@ -170,13 +196,10 @@ impl Verifier {
         if !self.cfg.issuers.iter().any(|i| i == iss) {
             return Err(JwtError::WrongIssuer);
         }
-        let aud = strings(c.get("aud").ok_or(JwtError::MissingClaim)?);
-        if !aud
-            .iter()
-            .any(|a| self.cfg.audiences.iter().any(|x| x == a))
-        {
-            return Err(JwtError::WrongAudience);
-        }
+        let audiences: Arc<[Box<str>]> = strings(c.get("aud").ok_or(JwtError::MissingClaim)?)
+            .into_iter()
+            .map(Box::from)
+            .collect();
         for name in &self.cfg.required_claims {
             if !c.contains_key(name) {
                 return Err(JwtError::MissingClaim);
@@ -209,14 +232,18 @@ impl Verifier {
             scopes: scopes.into(),
             permissions: list(&self.cfg.permissions_claim),
         };
-        Ok((grant, exp))
+        Ok(Verified {
+            grant,
+            exp,
+            audiences,
+        })
     }
 
-    fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Grant> {
+    fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Verified> {
         let leeway = self.cfg.leeway.as_secs();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match cache.get(digest) {
-            Some((g, exp)) if now <= exp.saturating_add(leeway) => Some(g.clone()),
+            Some(v) if now <= v.exp.saturating_add(leeway) => Some(v.clone()),
             Some(_) => {
                 cache.remove(digest);
                 None
@@ -225,17 +252,17 @@ impl Verifier {
         }
     }
 
-    fn remember(&self, digest: [u8; 32], grant: &Grant, exp: u64, now: u64) {
+    fn remember(&self, digest: [u8; 32], v: Verified, now: u64) {
         if self.cfg.cache_capacity == 0 {
             return;
         }
         let leeway = self.cfg.leeway.as_secs();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= self.cfg.cache_capacity {
-            cache.retain(|_, (_, e)| now <= e.saturating_add(leeway));
+            cache.retain(|_, c| now <= c.exp.saturating_add(leeway));
         }
         if cache.len() < self.cfg.cache_capacity {
-            cache.insert(digest, (grant.clone(), exp));
+            cache.insert(digest, v);
         }
     }
 
@@ -245,7 +272,7 @@ impl Verifier {
         if let Some(k) = self.lookup(kid) {
             return Ok(k);
         }
-        if self.cfg.jwks_url.is_none() {
+        if self.cfg.jwks_url.is_none() && self.cfg.oidc_issuer.is_none() {
             return Err(JwtError::UnknownKid);
         }
         {
@@ -289,10 +316,42 @@ impl Verifier {
     }
 
     async fn fetch(&self) -> Result<Vec<JwtKey>, String> {
-        let Some(url) = &self.cfg.jwks_url else {
-            return Ok(Vec::new());
+        let url = match (&self.cfg.jwks_url, &self.cfg.oidc_issuer) {
+            (Some(u), _) => u.clone(),
+            (None, Some(issuer)) => self.discover(issuer).await?,
+            (None, None) => return Ok(Vec::new()),
         };
-        let req = http::Request::get(url.clone())
+        let set: JwkSet =
+            serde_json::from_slice(&self.get(url).await?).map_err(|e| e.to_string())?;
+        Ok(set.keys.iter().filter_map(from_jwk).collect())
+    }
+
+    /// OpenID Connect discovery: the issuer's configuration names its JWKS. The document must
+    /// name the same issuer (OIDC Discovery §4.3), or it is not trusted.
+    async fn discover(&self, issuer: &str) -> Result<http::Uri, String> {
+        let url = format!("{issuer}/.well-known/openid-configuration")
+            .parse::<http::Uri>()
+            .map_err(|e| e.to_string())?;
+        let doc: Value =
+            serde_json::from_slice(&self.get(url).await?).map_err(|e| e.to_string())?;
+        let named = doc
+            .get("issuer")
+            .and_then(Value::as_str)
+            .map(|s| s.trim_end_matches('/'));
+        if named != Some(issuer) {
+            return Err(format!(
+                "discovery document names issuer {named:?}, expected {issuer:?}"
+            ));
+        }
+        doc.get("jwks_uri")
+            .and_then(Value::as_str)
+            .and_then(|u| u.parse::<http::Uri>().ok())
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+            .ok_or_else(|| "discovery document has no usable jwks_uri".to_owned())
+    }
+
+    async fn get(&self, url: http::Uri) -> Result<bytes::Bytes, String> {
+        let req = http::Request::get(url)
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(bytes::Bytes::new()))
             .map_err(|e| e.to_string())?;
@@ -303,20 +362,18 @@ impl Verifier {
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }
-        let body = Limited::new(resp.into_body(), 1 << 20)
+        Ok(Limited::new(resp.into_body(), 1 << 20)
             .collect()
             .await
             .map_err(|e| e.to_string())?
-            .to_bytes();
-        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        Ok(set.keys.iter().filter_map(from_jwk).collect())
+            .to_bytes())
     }
 
     /// Fetches the JWKS once at start-up (failures are logged; verification fails closed).
     /// It does not count against the refresh interval, so the first rotation seen afterwards
     /// is picked up at once.
     pub(super) async fn prefetch(&self) {
-        if self.cfg.jwks_url.is_none() {
+        if self.cfg.jwks_url.is_none() && self.cfg.oidc_issuer.is_none() {
             return;
         }
         let _guard = self.fetched.lock().await;

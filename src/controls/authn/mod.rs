@@ -98,6 +98,9 @@ pub enum AuthnError {
     /// The methods of a combination named different principals.
     #[error("credentials name different principals")]
     IdentityMismatch,
+    /// The token lacks a scope the route requires (OAuth: 403 `insufficient_scope`).
+    #[error("insufficient scope")]
+    InsufficientScope,
 }
 
 /// The authenticator, built once from configuration.
@@ -105,14 +108,27 @@ pub enum AuthnError {
 pub struct Authenticator {
     anonymous: Grant,
     routes: Vec<Vec<Combo>>,
+    oauth: Option<OAuth>,
     tokens: bearer::Tokens,
     hmac: hmac::Verifier,
     jwt: Option<jwt::Verifier>,
 }
 
+/// Per-route OAuth resource-server facts.
+#[derive(Debug)]
+struct OAuth {
+    /// Each route's resource identifier (its tokens' audience).
+    resources: Vec<String>,
+    /// Each route's `WWW-Authenticate` parameters: metadata URL and required scopes.
+    metadata: Vec<String>,
+    required: Vec<Vec<String>>,
+}
+
 /// Headers verified; the body-dependent part (HMAC) is still to come.
 #[derive(Debug)]
 pub struct Pending<'a> {
+    route: usize,
+    authn: &'a Authenticator,
     combo: Combo,
     client_ip: IpAddr,
     bearer: Option<Grant>,
@@ -133,6 +149,11 @@ impl Authenticator {
                 permissions: Arc::from([]),
             },
             routes: routes.iter().map(|r| r.auth.clone()).collect(),
+            oauth: cfg.oauth.as_ref().map(|o| OAuth {
+                resources: routes.iter().map(|r| o.resource(&r.name)).collect(),
+                metadata: routes.iter().map(|r| o.metadata_url(&r.name)).collect(),
+                required: routes.iter().map(|r| r.required_scopes.clone()).collect(),
+            }),
             tokens: bearer::Tokens::new(&cfg.bearer),
             hmac: hmac::Verifier::new(cfg.hmac.clone(), store),
             jwt: cfg.jwt.clone().map(|j| jwt::Verifier::new(j, client)),
@@ -189,7 +210,12 @@ impl Authenticator {
             (_, true, Some(v)) => {
                 let token = bearer::token(v.as_bytes())?;
                 let verifier = self.jwt.as_ref().ok_or(AuthnError::Missing)?;
-                Some(verifier.verify(token, now).await?)
+                let resource = self
+                    .oauth
+                    .as_ref()
+                    .and_then(|o| o.resources.get(route))
+                    .map(String::as_str);
+                Some(verifier.verify(token, now, resource).await?)
             }
             _ => None,
         };
@@ -201,6 +227,8 @@ impl Authenticator {
             false => None,
         };
         Ok(Pending {
+            route,
+            authn: self,
             combo,
             client_ip,
             bearer,
@@ -229,11 +257,51 @@ impl Pending<'_> {
                 Some(_) => return Err(AuthnError::IdentityMismatch),
             });
         }
+        let grant = grant.unwrap_or_else(|| self.anonymous.clone());
+        if let Some(o) = &self.authn.oauth {
+            let required = o.required.get(self.route).map(Vec::as_slice).unwrap_or(&[]);
+            if !required.iter().all(|r| has_scope(&grant.scopes, r)) {
+                return Err(AuthnError::InsufficientScope);
+            }
+        }
         Ok(Principal {
-            grant: grant.unwrap_or_else(|| self.anonymous.clone()),
+            grant,
             client_ip: self.client_ip,
             method: self.combo.label(),
         })
+    }
+}
+
+/// Scopes form a hierarchy by `:`: `mcp:tools` grants `mcp:tools:call`.
+fn has_scope(granted: &[Arc<str>], required: &str) -> bool {
+    granted.iter().any(|g| {
+        required == &**g
+            || required
+                .strip_prefix(&**g)
+                .is_some_and(|rest| rest.starts_with(':'))
+    })
+}
+
+impl Authenticator {
+    /// The `WWW-Authenticate` challenge for a refusal on `route` (RFC 6750 / RFC 9728): where
+    /// the Protected Resource Metadata is and which scopes are needed.
+    pub fn challenge(&self, route: Option<usize>, err: Option<&AuthnError>) -> String {
+        let Some((o, r)) = self.oauth.as_ref().zip(route) else {
+            return "Bearer realm=\"palisade\"".to_owned();
+        };
+        let mut h = String::from("Bearer");
+        match err {
+            Some(AuthnError::InsufficientScope) => h.push_str(" error=\"insufficient_scope\","),
+            Some(AuthnError::Missing) | None => {}
+            Some(_) => h.push_str(" error=\"invalid_token\","),
+        }
+        if let Some(m) = o.metadata.get(r) {
+            h.push_str(&format!(" resource_metadata=\"{m}\""));
+        }
+        if let Some(req) = o.required.get(r).filter(|s| !s.is_empty()) {
+            h.push_str(&format!(", scope=\"{}\"", req.join(" ")));
+        }
+        h
     }
 }
 

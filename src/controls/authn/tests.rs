@@ -27,6 +27,7 @@ fn route(methods: &[&str]) -> UpstreamConfig {
         connect_timeout: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
         auth: methods.iter().map(|m| Combo::parse_for_tests(m)).collect(),
+        required_scopes: vec![],
     }
 }
 
@@ -61,6 +62,7 @@ fn authn(routes: &[&[&str]]) -> (Authenticator, String, String) {
             clients: vec![hmac_client("alice"), hmac_client("carol")],
         },
         jwt: None,
+        oauth: None,
     };
     let routes: Vec<UpstreamConfig> = routes.iter().map(|r| route(r)).collect();
     (
@@ -259,4 +261,14 @@ fn routes_have_their_own_methods() {
     let h = signed("carol", "n1", b"", &[]);
     let p = run(&a, 1, &parts("/mcp/r", &borrowed(&h)), b"").unwrap();
     assert_eq!((&**p.id(), p.method()), ("carol", "hmac"));
+}
+
+#[test]
+fn scopes_form_a_colon_hierarchy() {
+    let g = |s: &[&str]| -> Vec<Arc<str>> { s.iter().map(|x| Arc::from(*x)).collect() };
+    assert!(has_scope(&g(&["mcp:tools"]), "mcp:tools"));
+    assert!(has_scope(&g(&["mcp"]), "mcp:tools:call"));
+    assert!(!has_scope(&g(&["mcp:tool"]), "mcp:tools"));
+    assert!(!has_scope(&g(&["mcp:tools:call"]), "mcp:tools"));
+    assert!(!has_scope(&g(&[]), "mcp:tools"));
 }

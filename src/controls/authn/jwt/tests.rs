@@ -59,6 +59,7 @@ fn verifier() -> Verifier {
         cache_capacity: 100,
         jwks_url: None,
         jwks_refresh_min: Duration::from_secs(30),
+        oidc_issuer: None,
         keys: vec![
             key("hs", Algorithm::HS256),
             key("rs", Algorithm::RS256),
@@ -100,7 +101,7 @@ fn check(v: &Verifier, t: &str, now: u64) -> Result<Grant, JwtError> {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(v.verify(t.as_bytes(), now))
+        .block_on(v.verify(t.as_bytes(), now, None))
 }
 
 #[test]
