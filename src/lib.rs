@@ -9,6 +9,7 @@ pub mod audit;
 pub mod config;
 pub mod controls;
 pub mod demo;
+pub mod issuer;
 pub mod proto;
 pub mod run;
 pub mod upstream;

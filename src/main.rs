@@ -55,6 +55,36 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// The built-in issuer's signing keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Password tools for `[[issuer.users]]`.
+    Passwd {
+        #[command(subcommand)]
+        cmd: PasswdCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Add a new signing key and retire the current one; the running gateway signs with the new
+    /// key within a second, and the old key keeps verifying tokens until they expire.
+    Rotate {
+        /// Data directory of the gateway.
+        #[arg(long, env = "PALISADE_DATA_DIR", default_value = "palisade-data")]
+        data_dir: PathBuf,
+        /// Drop keys retired longer ago than this (the longest token lifetime).
+        #[arg(long, default_value_t = 86_400)]
+        keep_secs: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PasswdCmd {
+    /// Read a password from stdin and print its argon2id hash for `password_argon2id`.
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +98,20 @@ enum TokenCmd {
         /// Roles to grant (repeat or comma-separate).
         #[arg(long, value_delimiter = ',')]
         role: Vec<String>,
+    },
+    /// Revoke a JWT by its `jti`: the running gateway refuses it within a second, on every
+    /// request, cached or not.
+    Revoke {
+        /// The token's `jti`.
+        #[arg(long)]
+        jti: String,
+        /// Data directory of the gateway.
+        #[arg(long, env = "PALISADE_DATA_DIR", default_value = "palisade-data")]
+        data_dir: PathBuf,
+        /// Forget the revocation after this Unix time (default: a day from now; set it to the
+        /// token's `exp`).
+        #[arg(long)]
+        until: Option<u64>,
     },
 }
 
@@ -93,6 +137,12 @@ enum AuditCmd {
         #[arg(long)]
         pubkey: Option<PathBuf>,
     },
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -162,6 +212,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Token {
+            cmd:
+                TokenCmd::Revoke {
+                    jti,
+                    data_dir,
+                    until,
+                },
+        } => {
+            let now = unix_now();
+            palisade::issuer::revoked::revoke(&data_dir, &jti, until.unwrap_or(now + 86_400))
+                .with_context(|| format!("revoking in {}", data_dir.display()))?;
+            println!("revoked {jti}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Keys {
+            cmd:
+                KeysCmd::Rotate {
+                    data_dir,
+                    keep_secs,
+                },
+        } => {
+            let kid = palisade::issuer::keys::Keyring::rotate(&data_dir, unix_now(), keep_secs)
+                .with_context(|| format!("rotating keys in {}", data_dir.display()))?;
+            println!("new signing key {kid}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Passwd {
+            cmd: PasswdCmd::Hash,
+        } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(
+                password.len() >= 8,
+                "use a password of at least 8 characters"
+            );
+            println!("{}", palisade::issuer::argon2_hash(password)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Token {
             cmd: TokenCmd::Generate { id, role },
         } => {

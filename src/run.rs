@@ -9,9 +9,11 @@ use tokio::net::TcpListener;
 use crate::app::{server, Gateway, Shared};
 use crate::audit::{self, AuditWriter};
 use crate::config::{Config, UpstreamTarget};
+use crate::controls::authn::Trust;
 use crate::controls::{
     authn::Authenticator, idempotency::Idempotency, origin::OriginGuard, session::SessionStore,
 };
+use crate::issuer::{revoked, Issuer};
 use crate::upstream::{self, Upstream};
 
 /// A gateway that is bound and ready to serve.
@@ -68,9 +70,38 @@ pub async fn start(
     if config.allow_unauthenticated_non_loopback && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "DANGEROUS: no authentication on a non-loopback listener (dangerous.allow_unauthenticated_non_loopback)");
     }
+    // What the JWT verifier trusts at run time: the built-in issuer's keys and revoked ids,
+    // both reloaded by a watcher when `palisade keys rotate` / `token revoke` change them.
+    let trust = Trust::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    trust.revoked.replace(
+        revoked::load(&config.data_dir, now)
+            .map_err(|e| format!("revocation list in {}: {e}", config.data_dir.display()))?,
+    );
+    let issuer = match &config.issuer {
+        Some(i) => Some(Arc::new(
+            Issuer::start(
+                i.clone(),
+                config.data_dir.clone(),
+                &config.upstreams,
+                config.auth.oauth.as_ref(),
+                trust.clone(),
+            )
+            .map_err(|e| format!("issuer keys in {}: {e}", config.data_dir.display()))?,
+        )),
+        None => None,
+    };
+    tokio::spawn(crate::issuer::watch(
+        issuer.clone(),
+        config.data_dir.clone(),
+        trust.clone(),
+    ));
     let gw = Arc::new(Gateway {
         origin: OriginGuard::new(config.origins.clone(), addr.ip().is_loopback()),
-        authn: Authenticator::new(&config.auth, &config.upstreams, client.clone()),
+        authn: Authenticator::new(&config.auth, &config.upstreams, client.clone(), trust),
+        issuer,
         sessions: SessionStore::new(&config.sessions),
         idempotency: Idempotency::new(&config.idempotency),
         routes,

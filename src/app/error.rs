@@ -214,6 +214,7 @@ impl Rejection {
                         JwtError::MissingClaim => "jwt_missing_claim",
                         JwtError::WrongIssuer => "jwt_wrong_issuer",
                         JwtError::WrongAudience => "jwt_wrong_audience",
+                        JwtError::Revoked => "jwt_revoked",
                     },
                 };
                 match e {

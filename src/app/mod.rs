@@ -37,6 +37,8 @@ pub struct Gateway {
     pub sessions: SessionStore,
     /// Stored answers for `Idempotency-Key`.
     pub idempotency: Idempotency,
+    /// The built-in token issuer, if configured.
+    pub issuer: Option<Arc<crate::issuer::Issuer>>,
     /// Audit queue.
     pub audit: AuditHandle,
     /// Prometheus renderer.

@@ -26,6 +26,7 @@ use crate::controls::authn::Principal;
 use crate::controls::idempotency::{Claim, Stored};
 use crate::controls::session::{Binding, SessionError};
 use crate::controls::{body as request_body, mirror, session};
+use crate::issuer::Endpoint;
 use crate::proto::{codes, Envelope, Id, Kind};
 use crate::upstream::{self, RelayEnd};
 
@@ -95,6 +96,14 @@ pub async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
             return reject(&Rejection::Audit(e), None, &request_id).0;
         }
     };
+    // The built-in token issuer: not MCP traffic, but audited like it.
+    if let Some(ep) = gw
+        .issuer
+        .as_ref()
+        .and_then(|_| Endpoint::at(req.uri().path()))
+    {
+        return issue(&gw, ep, req, peer, &request_id, trace, slot).await;
+    }
     let mut seen = Seen::default();
     match mcp(&gw, req, peer, &request_id, &mut trace, &mut seen).await {
         Ok(Outcome::Done(resp, n)) => {
@@ -189,6 +198,60 @@ pub async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
             resp
         }
     }
+}
+
+/// An issuer endpoint: Host/Origin guard, bounded body, then the issuer; one audit record.
+async fn issue(
+    gw: &Shared,
+    ep: Endpoint,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    request_id: &str,
+    mut trace: Trace,
+    slot: crate::audit::AuditSlot,
+) -> Response<Body> {
+    let Some(issuer) = gw.issuer.as_ref() else {
+        return reject(&Rejection::NoRoute, None, "").0;
+    };
+    let refuse = |rej: Rejection, trace: Trace, slot: crate::audit::AuditSlot| {
+        let (resp, n) = reject(&rej, None, request_id);
+        let m = rej.mapping();
+        slot.write(trace.finish(
+            Decision::Deny,
+            m.control,
+            m.reason,
+            resp.status().as_u16(),
+            Some(m.code.as_str()),
+            n,
+        ));
+        resp
+    };
+    if let Err(e) = gw.origin.check(req.headers(), req.uri()) {
+        return refuse(e.into(), trace, slot);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match request_body::read(&parts.headers, body, 16 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return refuse(e.into(), trace, slot),
+    };
+    trace.input_bytes(bytes.len());
+    let served = issuer
+        .serve(ep, &parts.method, &parts.headers, bytes, peer.ip())
+        .await;
+    if let Some(s) = &served.subject {
+        trace.subject(s, "issuer");
+    }
+    let status = served.response.status().as_u16();
+    let n = http_body::Body::size_hint(served.response.body())
+        .exact()
+        .unwrap_or(0);
+    let decision = if served.allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny
+    };
+    slot.write(trace.finish(decision, "issuer", served.reason, status, None, n));
+    served.response
 }
 
 /// The MCP pipeline proper. Read top to bottom: this is the order every request goes through.

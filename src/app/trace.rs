@@ -57,6 +57,12 @@ impl Trace {
         self.record.auth_method = p.method().to_owned();
     }
 
+    /// Who a non-MCP request (a token request) was about, before any principal exists.
+    pub(crate) fn subject(&mut self, id: &str, method: &str) {
+        self.record.principal = id.to_owned();
+        self.record.auth_method = method.to_owned();
+    }
+
     pub(crate) fn input_bytes(&mut self, n: usize) {
         self.record.input_bytes = n as i64;
     }

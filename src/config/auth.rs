@@ -304,6 +304,7 @@ fn names(list: &[String]) -> Arc<[Arc<str>]> {
 /// Validates `[auth]`. `methods` is the parsed `auth.methods` (or the default).
 pub(super) fn auth(
     raw: RawAuth,
+    issuer: Option<&super::IssuerConfig>,
     env: &dyn Fn(&str) -> Option<String>,
     e: &mut Errors,
 ) -> AuthConfig {
@@ -388,9 +389,33 @@ pub(super) fn auth(
         clients,
     };
     let oauth = raw.oauth.map(|o| oauth(o, e));
-    let jwt = raw.jwt.map(|j| super::jwt::jwt(j, oauth.is_some(), env, e));
+    let mut jwt = raw.jwt.map(|j| {
+        super::jwt::jwt(
+            j,
+            oauth.is_some() || issuer.is_some(),
+            issuer.is_some(),
+            env,
+            e,
+        )
+    });
+    // The built-in issuer's tokens are verified like any other JWT: its `iss` and default
+    // audiences are accepted (its keys are added by the authenticator).
+    if let Some(i) = issuer {
+        let j = jwt.get_or_insert_with(super::jwt::JwtConfig::for_issuer);
+        if !j.issuers.contains(&i.issuer) {
+            j.issuers.push(i.issuer.clone());
+        }
+        for a in &i.audience {
+            if !j.audiences.contains(a) {
+                j.audiences.push(a.clone());
+            }
+        }
+    }
     if oauth.is_some() && jwt.is_none() {
-        e.push("auth.oauth", "needs [auth.jwt] to verify the access tokens");
+        e.push(
+            "auth.oauth",
+            "needs [auth.jwt] (or [issuer]) to verify the access tokens",
+        );
     }
     let cfg = AuthConfig {
         methods,

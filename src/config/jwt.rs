@@ -53,6 +53,28 @@ pub struct JwtConfig {
     pub keys: Vec<JwtKey>,
 }
 
+impl JwtConfig {
+    /// Defaults for verifying only the built-in issuer's tokens.
+    pub(super) fn for_issuer() -> JwtConfig {
+        JwtConfig {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway: Duration::from_secs(60),
+            required_claims: Vec::new(),
+            subject_claim: "sub".into(),
+            roles_claim: "roles".into(),
+            scope_claims: vec!["scope".into(), "scp".into()],
+            permissions_claim: "permissions".into(),
+            max_token_bytes: 8192,
+            cache_capacity: 10_000,
+            jwks_url: None,
+            jwks_refresh_min: Duration::from_secs(30),
+            oidc_issuer: None,
+            keys: Vec::new(),
+        }
+    }
+}
+
 fn key(
     i: usize,
     k: RawJwtKey,
@@ -129,7 +151,8 @@ fn key(
 /// Validates `[auth.jwt]`.
 pub(super) fn jwt(
     raw: RawJwt,
-    oauth: bool,
+    audience_optional: bool,
+    keys_elsewhere: bool,
     env: &dyn Fn(&str) -> Option<String>,
     e: &mut Errors,
 ) -> JwtConfig {
@@ -155,7 +178,7 @@ pub(super) fn jwt(
     if issuers.is_empty() {
         e.push("auth.jwt.issuer", "required: the accepted `iss` values");
     }
-    if raw.audience.is_empty() && !oauth {
+    if raw.audience.is_empty() && !audience_optional {
         e.push(
             "auth.jwt.audience",
             "required: the accepted `aud` values (this gateway's own identifier)",
@@ -195,7 +218,7 @@ pub(super) fn jwt(
             "every key needs a kid when there are several",
         );
     }
-    if keys.is_empty() && jwks_url.is_none() && oidc_issuer.is_none() {
+    if keys.is_empty() && jwks_url.is_none() && oidc_issuer.is_none() && !keys_elsewhere {
         e.push(
             "auth.jwt",
             "needs [[auth.jwt.keys]], jwks_url or oidc_issuer",

@@ -3,6 +3,7 @@
 //! reported together, with its key and why; nothing else in the gateway reads configuration.
 
 mod auth;
+mod issuer;
 mod jwt;
 mod raw;
 mod validated;
@@ -11,6 +12,7 @@ pub use auth::{
     AuthConfig, BearerToken, Canonical, Combo, Grant, HmacClient, HmacConfig, Method, OAuthConfig,
     Secret,
 };
+pub use issuer::{IssuerClient, IssuerConfig, IssuerUser};
 pub use jwt::{JwtConfig, JwtKey};
 
 pub use raw::RawConfig;

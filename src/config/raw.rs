@@ -31,6 +31,8 @@ pub struct RawConfig {
     /// Authentication of clients.
     #[serde(default)]
     pub auth: RawAuth,
+    /// The built-in token issuer (`/oauth/token`, `/auth/login`).
+    pub issuer: Option<RawIssuer>,
     /// Replaying stored responses for a repeated `Idempotency-Key`.
     #[serde(default)]
     pub idempotency: RawIdempotency,
@@ -240,6 +242,60 @@ pub struct RawHmacClient {
     #[serde(default)]
     pub roles: Vec<String>,
     /// Scopes granted to the principal.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `[issuer]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// `iss` of issued tokens: this gateway's public URL (required).
+    pub issuer: Option<String>,
+    /// Default `aud` of issued tokens when the client names no `resource` (default: `issuer`).
+    pub audience: Option<Vec<String>>,
+    /// Token lifetime in seconds (default 1800).
+    pub lifetime_secs: Option<u64>,
+    /// Failed logins allowed per user and per client IP within `login_window_secs` (default 5).
+    pub login_max_failures: Option<u64>,
+    /// Window for counting failed logins, in seconds (default 300).
+    pub login_window_secs: Option<u64>,
+    /// Services using the client_credentials grant.
+    #[serde(default)]
+    pub clients: Vec<RawIssuerClient>,
+    /// People using `/auth/login`.
+    #[serde(default)]
+    pub users: Vec<RawIssuerUser>,
+}
+
+/// `[[issuer.clients]]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuerClient {
+    /// `client_id` (also the token's `sub`).
+    pub client_id: Option<String>,
+    /// Hex SHA-256 of the client secret (`palisade token generate` makes both).
+    pub secret_sha256: Option<String>,
+    /// Roles put in the token.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Scopes the client may obtain.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `[[issuer.users]]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuerUser {
+    /// Login name (also the token's `sub`).
+    pub username: Option<String>,
+    /// Argon2id PHC string (`palisade passwd hash` makes one).
+    pub password_argon2id: Option<String>,
+    /// Roles put in the token.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Scopes the user may obtain.
     #[serde(default)]
     pub scopes: Vec<String>,
 }

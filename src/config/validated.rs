@@ -40,6 +40,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Idempotent replays.
     pub idempotency: IdempotencyConfig,
+    /// The built-in token issuer.
+    pub issuer: Option<super::IssuerConfig>,
     /// `dangerous.allow_unauthenticated_non_loopback`.
     pub allow_unauthenticated_non_loopback: bool,
     /// Upstreams, in file order; names are unique.
@@ -318,7 +320,8 @@ impl Config {
                 86400,
             )),
         };
-        let auth = auth::auth(raw.auth, env, &mut e);
+        let issuer = raw.issuer.map(|i| super::issuer::issuer(i, &mut e));
+        let auth = auth::auth(raw.auth, issuer.as_ref(), env, &mut e);
         let idempotency = IdempotencyConfig {
             ttl: Duration::from_secs(e.range(
                 "idempotency.ttl_secs",
@@ -394,6 +397,7 @@ impl Config {
             audit,
             auth,
             idempotency,
+            issuer,
             allow_unauthenticated_non_loopback: allow_open,
             upstreams,
         })

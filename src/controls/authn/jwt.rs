@@ -66,6 +66,9 @@ pub enum JwtError {
     /// `aud` names none of the accepted audiences.
     #[error("wrong audience")]
     WrongAudience,
+    /// The token's `jti` was revoked.
+    #[error("revoked")]
+    Revoked,
 }
 
 /// The JWT verifier: static keys, JWKS keys refreshed on demand, and the verified-token cache.
@@ -77,6 +80,7 @@ pub(super) struct Verifier {
     fetched: tokio::sync::Mutex<Option<Instant>>,
     client: HttpClient,
     cache: Mutex<HashMap<[u8; 32], Verified>>,
+    trust: super::Trust,
 }
 
 /// A verified token as cached: what it grants, until when, and for which audiences (checked on
@@ -86,6 +90,7 @@ struct Verified {
     grant: Grant,
     exp: u64,
     audiences: Arc<[Box<str>]>,
+    jti: Option<Box<str>>,
 }
 
 /// Whether an `Authorization` value looks like a JWT (three dot-separated parts).
@@ -94,13 +99,14 @@ pub(super) fn shaped(value: &[u8]) -> bool {
 }
 
 impl Verifier {
-    pub(super) fn new(cfg: JwtConfig, client: HttpClient) -> Self {
+    pub(super) fn new(cfg: JwtConfig, client: HttpClient, trust: super::Trust) -> Self {
         Verifier {
             cfg,
             jwks: RwLock::new(Arc::new(Vec::new())),
             fetched: tokio::sync::Mutex::new(None),
             client,
             cache: Mutex::new(HashMap::new()),
+            trust,
         }
     }
 
@@ -118,7 +124,7 @@ impl Verifier {
         }
         let digest: [u8; 32] = Sha256::digest(token).into();
         if let Some(v) = self.cached(&digest, now) {
-            self.audience_ok(&v.audiences, resource)?;
+            self.still_good(&v, resource)?;
             return Ok(v.grant);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| classify(token))?;
@@ -155,10 +161,21 @@ impl Verifier {
                 _ => JwtError::Malformed,
             })?;
         let v = self.claims(&data.claims, now)?;
-        self.audience_ok(&v.audiences, resource)?;
+        self.still_good(&v, resource)?;
         let grant = v.grant.clone();
         self.remember(digest, v, now);
         Ok(grant)
+    }
+
+    /// Checks made on every use, cached or not: revocation and the route's audience.
+    fn still_good(&self, v: &Verified, resource: Option<&str>) -> Result<(), JwtError> {
+        if v.jti
+            .as_deref()
+            .is_some_and(|j| self.trust.revoked.contains(j))
+        {
+            return Err(JwtError::Revoked);
+        }
+        self.audience_ok(&v.audiences, resource)
     }
 
     fn audience_ok(&self, aud: &[Box<str>], resource: Option<&str>) -> Result<(), JwtError> {
@@ -236,6 +253,7 @@ impl Verifier {
             grant,
             exp,
             audiences,
+            jti: c.get("jti").and_then(Value::as_str).map(Box::from),
         })
     }
 
@@ -299,7 +317,8 @@ impl Verifier {
 
     fn lookup(&self, kid: Option<&str>) -> Option<JwtKey> {
         let jwks = self.jwks.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let keys = self.cfg.keys.iter().chain(jwks.iter());
+        let own = self.trust.issuer_keys.get();
+        let keys = self.cfg.keys.iter().chain(own.iter()).chain(jwks.iter());
         match kid {
             Some(kid) => keys
                 .into_iter()

@@ -19,11 +19,13 @@ mod bearer;
 mod hmac;
 mod jwt;
 mod replay;
+mod trust;
 
 pub use bearer::{generate as generate_token, BearerError};
 pub use hmac::{sign, HmacError, SignFields};
 pub use jwt::JwtError;
 pub use replay::{MemoryReplayStore, ReplayStore, StoreFull};
+pub use trust::{KeySet, Revoked, Trust};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -139,7 +141,12 @@ pub struct Pending<'a> {
 impl Authenticator {
     /// Builds the authenticator; `routes` gives each route's accepted combinations by index;
     /// `client` fetches JWKS.
-    pub fn new(cfg: &AuthConfig, routes: &[UpstreamConfig], client: HttpClient) -> Self {
+    pub fn new(
+        cfg: &AuthConfig,
+        routes: &[UpstreamConfig],
+        client: HttpClient,
+        trust: Trust,
+    ) -> Self {
         let store = Arc::new(MemoryReplayStore::new(cfg.hmac.replay_capacity));
         Authenticator {
             anonymous: Grant {
@@ -156,7 +163,10 @@ impl Authenticator {
             }),
             tokens: bearer::Tokens::new(&cfg.bearer),
             hmac: hmac::Verifier::new(cfg.hmac.clone(), store),
-            jwt: cfg.jwt.clone().map(|j| jwt::Verifier::new(j, client)),
+            jwt: cfg
+                .jwt
+                .clone()
+                .map(|j| jwt::Verifier::new(j, client, trust)),
         }
     }
 

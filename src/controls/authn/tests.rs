@@ -70,6 +70,7 @@ fn authn(routes: &[&[&str]]) -> (Authenticator, String, String) {
             &cfg,
             &routes,
             crate::upstream::client(Duration::from_secs(1)),
+            Trust::default(),
         ),
         ta,
         tb,

@@ -68,7 +68,11 @@ fn verifier() -> Verifier {
             key("ed", Algorithm::EdDSA),
         ],
     };
-    Verifier::new(cfg, crate::upstream::client(Duration::from_secs(1)))
+    Verifier::new(
+        cfg,
+        crate::upstream::client(Duration::from_secs(1)),
+        super::super::Trust::default(),
+    )
 }
 
 fn claims() -> Value {
