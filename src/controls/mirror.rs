@@ -1,4 +1,5 @@
-//! Mirrored request headers of the 2026-07-28 transport (`Mcp-Method`, `Mcp-Name`).
+//! Mirrored request headers of the 2026-07-28 transport (`Mcp-Method`, `Mcp-Name`, and
+//! `MCP-Protocol-Version` against `_meta`).
 //!
 //! Threat: a parser differential between header and body. Modern clients copy the JSON-RPC
 //! `method` and the tool/prompt name or resource URI into headers so that intermediaries can
@@ -23,6 +24,7 @@ use crate::proto::{Envelope, Kind};
 
 const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// Why the mirrored headers were refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +50,14 @@ pub fn check(headers: &HeaderMap, env: &Envelope) -> Result<(), MirrorError> {
     let Some(method) = env.method() else {
         return Ok(()); // a response carries no method; modern clients send none anyway
     };
+    // The version the body claims must be the version the header claims: the gateway picked
+    // the era (stateless or session) from the header.
+    if let Some(v) = env.meta_str("io.modelcontextprotocol/protocolVersion") {
+        let header = single(headers, &MCP_PROTOCOL_VERSION, "MCP-Protocol-Version")?;
+        if header.as_deref() != Some(&*v) {
+            return Err(MirrorError::Mismatch("MCP-Protocol-Version"));
+        }
+    }
     let sent =
         single(headers, &MCP_METHOD, "Mcp-Method")?.ok_or(MirrorError::Missing("Mcp-Method"))?;
     if sent != method {
@@ -212,6 +222,21 @@ mod tests {
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"place\u005forder"}}"#;
         let h = headers(&[("mcp-method", "tools/call"), ("mcp-name", "place_order")]);
         assert_eq!(check(&h, &env(body)), Ok(()));
+    }
+
+    #[test]
+    fn body_protocol_version_must_match_the_header() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"v999.0.0"}}}"#;
+        let h = headers(&[
+            ("mcp-method", "tools/list"),
+            ("mcp-protocol-version", "2026-07-28"),
+        ]);
+        assert_eq!(
+            check(&h, &env(body)),
+            Err(MirrorError::Mismatch("MCP-Protocol-Version"))
+        );
+        let ok = body.replace("v999.0.0", "2026-07-28");
+        assert_eq!(check(&h, &env(&ok)), Ok(()));
     }
 
     #[test]

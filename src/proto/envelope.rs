@@ -233,20 +233,33 @@ impl Envelope {
     /// `params.name` as a string (the tool of `tools/call`, the prompt of `prompts/get`).
     pub fn param_str(&self, key: &str) -> Option<Cow<'_, str>> {
         let params = self.params()?;
-        if params.first() != Some(&b'{') {
-            return None;
-        }
-        let mut found = None;
-        // Already validated as a whole; this second look only walks params' top level.
-        let _ = json::scan(params, usize::MAX, |k, r| {
-            if k == key {
-                found = Some(r);
-            }
-            Ok(())
-        });
-        let r = found?;
+        let r = member(params, key)?;
         (params[r.start] == b'"').then(|| json::unescape(&params[r]))
     }
+
+    /// `params._meta[key]` as a string (e.g. `io.modelcontextprotocol/protocolVersion`).
+    pub fn meta_str(&self, key: &str) -> Option<Cow<'_, str>> {
+        let params = self.params()?;
+        let meta = &params[member(params, "_meta")?];
+        let r = member(meta, key)?;
+        (meta[r.start] == b'"').then(|| json::unescape(&meta[r]))
+    }
+}
+
+/// The span of member `key` of the already-validated object `obj`.
+fn member(obj: &[u8], key: &str) -> Option<Range<usize>> {
+    if obj.first() != Some(&b'{') {
+        return None;
+    }
+    let mut found = None;
+    // Already validated as a whole; this second look only walks the object's top level.
+    let _ = json::scan(obj, usize::MAX, |k, r| {
+        if k == key {
+            found = Some(r);
+        }
+        Ok(())
+    });
+    found
 }
 
 #[cfg(test)]
