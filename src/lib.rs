@@ -12,4 +12,5 @@ pub mod demo;
 pub mod issuer;
 pub mod proto;
 pub mod run;
+pub mod tls;
 pub mod upstream;

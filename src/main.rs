@@ -357,7 +357,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let running = palisade::run::start(cfg, Some(metrics))
                     .await
                     .map_err(anyhow::Error::msg)?;
-                println!("{}", palisade::app::server::describe(running.addr));
+                println!(
+                    "{}",
+                    palisade::app::server::describe(running.scheme, running.addr)
+                );
                 running.serve(shutdown_signal()).await;
                 tracing::info!("stopped; audit trail flushed");
                 Ok::<_, anyhow::Error>(())

@@ -16,11 +16,24 @@ use crate::controls::{
 use crate::issuer::{revoked, Issuer};
 use crate::upstream::{self, Upstream};
 
+/// The TLS acceptor (rustls's type has no `Debug`).
+#[derive(Clone)]
+struct Tls(tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsAcceptor")
+    }
+}
+
 /// A gateway that is bound and ready to serve.
 #[derive(Debug)]
 pub struct Running {
     /// The bound address.
     pub addr: std::net::SocketAddr,
+    /// `https` with `[tls]`, else `http`.
+    pub scheme: &'static str,
+    tls: Option<Tls>,
     listener: TcpListener,
     gw: Shared,
     writer: AuditWriter,
@@ -63,6 +76,14 @@ pub async fn start(
         config.limits.audit_wait,
         tokio::runtime::Handle::current(),
     )?;
+    let tls = match &config.tls {
+        Some(t) => {
+            let (sc, resolver) = crate::tls::server_config(t)?;
+            tokio::spawn(crate::tls::watch(t.clone(), resolver));
+            Some(Tls(tokio_rustls::TlsAcceptor::from(sc)))
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -112,6 +133,8 @@ pub async fn start(
     gw.authn.prefetch().await;
     Ok(Running {
         addr,
+        scheme: if tls.is_some() { "https" } else { "http" },
+        tls,
         listener,
         gw,
         writer,
@@ -124,6 +147,7 @@ impl Running {
         server::serve(
             self.listener,
             self.gw.clone(),
+            self.tls.map(|t| t.0),
             shutdown,
             Duration::from_secs(30),
         )

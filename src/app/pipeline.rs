@@ -10,6 +10,7 @@
 //! [`super::error`], and every request — allowed or denied — ends in exactly one audit record.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -76,7 +77,12 @@ impl SessionCtx {
 }
 
 /// Serves one HTTP request.
-pub async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    gw: Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    client_cert: Option<Arc<str>>,
+) -> Response<Body> {
     // Operational endpoints (/healthz, /readyz, /metrics) and OAuth metadata are not MCP
     // traffic.
     if let Some(resp) = ops::serve(&gw, &req).await {
@@ -105,7 +111,17 @@ pub async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Res
         return issue(&gw, ep, req, peer, &request_id, trace, slot).await;
     }
     let mut seen = Seen::default();
-    match mcp(&gw, req, peer, &request_id, &mut trace, &mut seen).await {
+    match mcp(
+        &gw,
+        req,
+        peer,
+        client_cert.as_ref(),
+        &request_id,
+        &mut trace,
+        &mut seen,
+    )
+    .await
+    {
         Ok(Outcome::Done(resp, n)) => {
             slot.write(trace.finish(
                 Decision::Allow,
@@ -259,6 +275,7 @@ async fn mcp(
     gw: &Shared,
     req: Request<Incoming>,
     peer: SocketAddr,
+    client_cert: Option<&Arc<str>>,
     request_id: &str,
     trace: &mut Trace,
     seen: &mut Seen,
@@ -271,11 +288,15 @@ async fn mcp(
     // 2. Transport guard: Host and Origin (DNS rebinding). Header-only, so it runs before any
     //    body is read.
     gw.origin.check(req.headers(), req.uri())?;
-    // 3. Authenticate, header stage: token or JWT, HMAC headers and timestamp window. Before
+    // 3. Authenticate, header stage: client certificate, token or JWT, HMAC headers and
+    //    timestamp window. Before
     //    the body is read, so an unauthenticated client cannot make the gateway buffer bodies.
     let now = unix_now();
     let (parts, body) = req.into_parts();
-    let pending = gw.authn.begin(route, &parts, peer.ip(), now).await?;
+    let pending = gw
+        .authn
+        .begin(route, &parts, peer.ip(), client_cert, now)
+        .await?;
     match parts.method {
         Method::POST => {
             // 4. Body: bounded read while streaming, never trusting Content-Length.

@@ -10,14 +10,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::{pipeline, Shared};
 
 /// Accepts connections until `shutdown` resolves, then drains in-flight requests (bounded by
-/// `drain`).
+/// `drain`). With `tls`, every connection is TLS (a plain-HTTP request gets a short refusal).
 pub async fn serve(
     listener: TcpListener,
     gw: Shared,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
@@ -51,13 +53,48 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let gw = gw.clone();
-                let svc = service_fn(move |req| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, req, peer).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let Some(tls) = tls else {
+                        let svc = service_fn(move |req| {
+                            let gw = gw.clone();
+                            async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, req, peer, None).await) }
+                        });
+                        let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
+                        if let Err(e) = conn.await {
+                            tracing::debug!(peer = %peer, error = %e, "connection ended with error");
+                        }
+                        return;
+                    };
+                    // A TLS record starts with 0x16 (handshake); anything else is plain HTTP
+                    // on a TLS-only listener: say so and close, instead of a handshake error.
+                    let mut first = [0u8; 1];
+                    if matches!(stream.peek(&mut first).await, Ok(1)) && first[0] != 0x16 {
+                        let _ = refuse_plain_http(stream).await;
+                        return;
+                    }
+                    let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::info!(target: "palisade::tls", peer = %peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(crate::tls::identity);
+                    let svc = service_fn(move |req| {
+                        let gw = gw.clone();
+                        let cert = cert.clone();
+                        async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, req, peer, cert).await) }
+                    });
+                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
                     if let Err(e) = conn.await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with error");
                     }
@@ -76,7 +113,19 @@ pub async fn serve(
     }
 }
 
-/// The address to print: the real bound address.
-pub fn describe(addr: SocketAddr) -> String {
-    format!("listening on http://{addr}")
+async fn refuse_plain_http(mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let body = "This listener requires HTTPS.\n";
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The line to print: the real bound address, with its scheme.
+pub fn describe(scheme: &str, addr: SocketAddr) -> String {
+    format!("listening on {scheme}://{addr}")
 }

@@ -20,10 +20,18 @@ pub enum Method {
     Hmac,
     /// A JSON Web Token.
     Jwt,
+    /// A client certificate (mTLS).
+    Mtls,
 }
 
 impl Method {
-    const ALL: [Method; 4] = [Method::None, Method::Bearer, Method::Hmac, Method::Jwt];
+    const ALL: [Method; 5] = [
+        Method::None,
+        Method::Bearer,
+        Method::Hmac,
+        Method::Jwt,
+        Method::Mtls,
+    ];
 
     /// Name in configuration and in the audit trail.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +40,7 @@ impl Method {
             Method::Bearer => "bearer",
             Method::Hmac => "hmac",
             Method::Jwt => "jwt",
+            Method::Mtls => "mtls",
         }
     }
 
@@ -58,19 +67,21 @@ impl Combo {
     /// A stable label for the audit trail (`none`, `bearer`, `hmac`, `jwt`, `bearer+hmac`,
     /// `jwt+hmac`).
     pub fn label(self) -> &'static str {
-        match (
-            self.has(Method::None),
-            self.has(Method::Bearer),
-            self.has(Method::Jwt),
-            self.has(Method::Hmac),
-        ) {
-            (true, ..) => "none",
-            (false, true, false, true) => "bearer+hmac",
-            (false, true, false, false) => "bearer",
-            (false, false, true, true) => "jwt+hmac",
-            (false, false, true, false) => "jwt",
-            (false, false, false, true) => "hmac",
-            (false, true, true, _) | (false, false, false, false) => "invalid",
+        // Bits: none 1, bearer 2, hmac 4, jwt 8, mtls 16.
+        match self.0 {
+            1 => "none",
+            2 => "bearer",
+            4 => "hmac",
+            8 => "jwt",
+            16 => "mtls",
+            6 => "bearer+hmac",
+            12 => "jwt+hmac",
+            18 => "mtls+bearer",
+            20 => "mtls+hmac",
+            24 => "mtls+jwt",
+            22 => "mtls+bearer+hmac",
+            28 => "mtls+jwt+hmac",
+            _ => "invalid",
         }
     }
 
@@ -82,7 +93,7 @@ impl Combo {
                 .find(|m| m.as_str() == part.trim())
                 .ok_or_else(|| {
                     format!(
-                        "unknown method {part:?}; known: \"none\", \"bearer\", \"hmac\", \"jwt\""
+                        "unknown method {part:?}; known: \"none\", \"bearer\", \"hmac\", \"jwt\", \"mtls\""
                     )
                 })?;
             if bits & m.bit() != 0 {
@@ -205,6 +216,8 @@ pub struct AuthConfig {
     pub jwt: Option<JwtConfig>,
     /// OAuth 2.1 resource-server settings.
     pub oauth: Option<OAuthConfig>,
+    /// Roles per client-certificate identity.
+    pub mtls_roles: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// `[auth.oauth]`, validated.
@@ -308,8 +321,10 @@ pub(super) fn auth(
     env: &dyn Fn(&str) -> Option<String>,
     e: &mut Errors,
 ) -> AuthConfig {
-    let has_credentials =
-        !raw.bearer.is_empty() || !raw.hmac.clients.is_empty() || raw.jwt.is_some();
+    let has_credentials = !raw.bearer.is_empty()
+        || !raw.hmac.clients.is_empty()
+        || raw.jwt.is_some()
+        || raw.mtls.is_some();
     let methods = match &raw.methods {
         Some(list) => combos("auth.methods", list, e),
         None if has_credentials => {
@@ -423,6 +438,7 @@ pub(super) fn auth(
         hmac,
         jwt,
         oauth,
+        mtls_roles: raw.mtls.map(|m| m.roles).unwrap_or_default(),
     };
     check_usable("auth.methods", &cfg.methods, &cfg, e);
     cfg

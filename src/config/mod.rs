@@ -6,6 +6,7 @@ mod auth;
 mod issuer;
 mod jwt;
 mod raw;
+mod tls;
 mod validated;
 
 pub use auth::{
@@ -14,6 +15,7 @@ pub use auth::{
 };
 pub use issuer::{IssuerClient, IssuerConfig, IssuerUser};
 pub use jwt::{JwtConfig, JwtKey};
+pub use tls::{read_certs, read_key, TlsConfig};
 
 pub use raw::RawConfig;
 pub use validated::{

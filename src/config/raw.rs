@@ -28,6 +28,8 @@ pub struct RawConfig {
     /// The audit trail.
     #[serde(default)]
     pub audit: RawAudit,
+    /// TLS on the listener (rustls); mTLS with `client_ca_file`.
+    pub tls: Option<RawTls>,
     /// Authentication of clients.
     #[serde(default)]
     pub auth: RawAuth,
@@ -96,6 +98,34 @@ pub struct RawAudit {
     pub checkpoint_interval_secs: Option<u64>,
 }
 
+/// `[tls]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain (reloaded when the file changes).
+    pub cert_file: Option<String>,
+    /// PEM private key (reloaded with the certificate).
+    pub key_file: Option<String>,
+    /// Oldest accepted version: `1.2` (default) or `1.3`.
+    pub min_version: Option<String>,
+    /// Allowed cipher suites by IANA name (e.g. `TLS13_AES_256_GCM_SHA384`); default: rustls's.
+    pub cipher_suites: Option<Vec<String>>,
+    /// PEM CA certificates for client certificates (mTLS). With it, clients must present a
+    /// certificate it signed, unless `client_auth = "optional"`.
+    pub client_ca_file: Option<String>,
+    /// `required` (default with a CA) or `optional`.
+    pub client_auth: Option<String>,
+}
+
+/// `[auth.mtls]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtls {
+    /// Roles per certificate identity (URI or DNS SAN, email, else CN).
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
 /// `[auth]`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +144,8 @@ pub struct RawAuth {
     pub jwt: Option<RawJwt>,
     /// MCP authorization: the gateway as an OAuth 2.1 resource server (needs `[auth.jwt]`).
     pub oauth: Option<RawOAuth>,
+    /// Client certificates (`mtls`; needs `[tls] client_ca_file`).
+    pub mtls: Option<RawMtls>,
 }
 
 /// `[auth.oauth]`

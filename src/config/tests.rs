@@ -110,7 +110,7 @@ fn auth_mistakes_fail_closed_and_are_reported_together() {
         errs,
         vec![
             "auth.methods[1]: \"none\" cannot be combined with another method",
-            "auth.methods[2]: unknown method \"jwtt\"; known: \"none\", \"bearer\", \"hmac\", \"jwt\"",
+            "auth.methods[2]: unknown method \"jwtt\"; known: \"none\", \"bearer\", \"hmac\", \"jwt\", \"mtls\"",
             "auth.bearer[0].id: required: 1-128 characters of A-Z a-z 0-9 _ - . @ :",
             "auth.bearer[0].sha256: required: 64 hex digits (palisade token generate prints it)",
             "auth.hmac.clients[0].secret: must be at least 32 bytes",

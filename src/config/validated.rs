@@ -36,6 +36,8 @@ pub struct Config {
     pub origins: OriginConfig,
     /// Audit trail.
     pub audit: AuditConfig,
+    /// TLS on the listener.
+    pub tls: Option<super::TlsConfig>,
     /// Authentication.
     pub auth: AuthConfig,
     /// Idempotent replays.
@@ -320,6 +322,7 @@ impl Config {
                 86400,
             )),
         };
+        let tls = raw.tls.and_then(|t| super::tls::tls(t, &mut e));
         let issuer = raw.issuer.map(|i| super::issuer::issuer(i, &mut e));
         let auth = auth::auth(raw.auth, issuer.as_ref(), env, &mut e);
         let idempotency = IdempotencyConfig {
@@ -362,6 +365,18 @@ impl Config {
                 }
             }
         }
+        let mtls_ready = tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+        let mtls_used = auth
+            .methods
+            .iter()
+            .chain(upstreams.iter().flat_map(|u| u.auth.iter()))
+            .any(|c| c.has(super::Method::Mtls));
+        if mtls_used && !mtls_ready {
+            e.push(
+                "auth.methods",
+                "uses \"mtls\" but [tls] has no client_ca_file to verify client certificates",
+            );
+        }
         let mut open: Vec<&str> = upstreams
             .iter()
             .filter(|u| AuthConfig::allows_none(&u.auth))
@@ -395,6 +410,7 @@ impl Config {
             sessions,
             origins,
             audit,
+            tls,
             auth,
             idempotency,
             issuer,

@@ -46,6 +46,7 @@ pub fn spawn_listening(cmd: &mut Command) -> (Proc, String) {
     let line = lines.next().expect("process printed nothing").unwrap();
     let addr = line
         .strip_prefix("listening on http://")
+        .or_else(|| line.strip_prefix("listening on https://"))
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
     // Keep draining stdout so the child never blocks on a full pipe.

@@ -114,6 +114,7 @@ pub struct Authenticator {
     tokens: bearer::Tokens,
     hmac: hmac::Verifier,
     jwt: Option<jwt::Verifier>,
+    mtls_roles: std::collections::BTreeMap<String, Arc<[Arc<str>]>>,
 }
 
 /// Per-route OAuth resource-server facts.
@@ -167,6 +168,11 @@ impl Authenticator {
                 .jwt
                 .clone()
                 .map(|j| jwt::Verifier::new(j, client, trust)),
+            mtls_roles: cfg
+                .mtls_roles
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().map(|r| Arc::from(r.as_str())).collect()))
+                .collect(),
         }
     }
 
@@ -177,12 +183,14 @@ impl Authenticator {
         }
     }
 
-    /// Header stage for a request on `route`. `now` is Unix seconds.
+    /// Header stage for a request on `route`. `client_cert` is the identity of a verified TLS
+    /// client certificate, if the connection has one. `now` is Unix seconds.
     pub async fn begin<'a>(
         &'a self,
         route: usize,
         parts: &'a Parts,
         client_ip: IpAddr,
+        client_cert: Option<&Arc<str>>,
         now: u64,
     ) -> Result<Pending<'a>, AuthnError> {
         refuse_credentials_in_url_or_cookie(parts)?;
@@ -208,6 +216,7 @@ impl Authenticator {
                     Method::Bearer => authorization.is_some() && !(route_has_jwt && jwt_shaped),
                     Method::Jwt => authorization.is_some(),
                     Method::Hmac => signed,
+                    Method::Mtls => client_cert.is_some(),
                 })
             })
             .ok_or(AuthnError::Missing)?;
@@ -228,6 +237,27 @@ impl Authenticator {
                 Some(verifier.verify(token, now, resource).await?)
             }
             _ => None,
+        };
+        // A client certificate's identity, with the roles configured for it.
+        let bearer = match (combo.has(Method::Mtls), client_cert) {
+            (true, Some(id)) => {
+                let cert = Grant {
+                    id: id.clone(),
+                    roles: self
+                        .mtls_roles
+                        .get(&**id)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from([])),
+                    scopes: Arc::from([]),
+                    permissions: Arc::from([]),
+                };
+                match bearer {
+                    None => Some(cert),
+                    Some(g) if g.id == cert.id => Some(merge(&g, &cert)),
+                    Some(_) => return Err(AuthnError::IdentityMismatch),
+                }
+            }
+            _ => bearer,
         };
         let hmac = match combo.has(Method::Hmac) {
             true => Some(

@@ -63,6 +63,7 @@ fn authn(routes: &[&[&str]]) -> (Authenticator, String, String) {
         },
         jwt: None,
         oauth: None,
+        mtls_roles: Default::default(),
     };
     let routes: Vec<UpstreamConfig> = routes.iter().map(|r| route(r)).collect();
     (
@@ -89,7 +90,7 @@ fn run(a: &Authenticator, route: usize, p: &Parts, body: &[u8]) -> Result<Princi
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(a.begin(route, p, IpAddr::from([127, 0, 0, 1]), NOW))?
+    rt.block_on(a.begin(route, p, IpAddr::from([127, 0, 0, 1]), None, NOW))?
         .finish(p, body, NOW)
 }
 
