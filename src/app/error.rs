@@ -409,6 +409,12 @@ impl Rejection {
                     "Upstream timeout",
                     "timeout",
                 ),
+                UpstreamError::Credential(_) => upstream(
+                    S::BAD_GATEWAY,
+                    C::BackendUnavailable,
+                    "Upstream unavailable",
+                    "upstream_credential",
+                ),
             },
             Rejection::Response(e) => match e {
                 ResponseError::Protocol(_) => upstream(

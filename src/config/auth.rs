@@ -116,6 +116,11 @@ impl Combo {
 pub struct Secret(Arc<[u8]>);
 
 impl Secret {
+    /// Wraps a secret read from configuration.
+    pub(crate) fn from_text(s: String) -> Secret {
+        Secret(Arc::from(s.into_bytes()))
+    }
+
     /// The bytes, for the code that must use them.
     pub fn expose(&self) -> &[u8] {
         &self.0

@@ -20,7 +20,7 @@ pub use tls::{read_certs, read_key, TlsConfig};
 pub use raw::RawConfig;
 pub use validated::{
     AuditConfig, Config, IdempotencyConfig, LimitsConfig, LogFormat, OriginConfig, SessionConfig,
-    UpstreamConfig, UpstreamTarget,
+    UpstreamConfig, UpstreamOAuth, UpstreamTarget,
 };
 
 use std::fmt;

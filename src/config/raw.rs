@@ -374,6 +374,27 @@ pub struct RawUpstream {
     pub auth: Option<Vec<String>>,
     /// OAuth scopes a token must carry for this route, replacing `auth.oauth.required_scopes`.
     pub required_scopes: Option<Vec<String>>,
+    /// The gateway's own OAuth credential for this upstream (client_credentials grant).
+    pub oauth: Option<RawUpstreamOAuth>,
+}
+
+/// `[upstream.oauth]`: the gateway obtains, caches and refreshes its own access token for the
+/// upstream; the client's token is never forwarded.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamOAuth {
+    /// The upstream authorization server's token endpoint.
+    pub token_url: Option<String>,
+    /// The gateway's client id there.
+    pub client_id: Option<String>,
+    /// Its secret; use `${VAR}`.
+    pub client_secret: Option<String>,
+    /// Scopes to request (space-separated).
+    pub scope: Option<String>,
+    /// RFC 8707 `resource` to request (default: the upstream URL).
+    pub resource: Option<String>,
+    /// Refresh this many seconds before the token expires (default 60).
+    pub refresh_before_secs: Option<u64>,
 }
 
 impl RawConfig {

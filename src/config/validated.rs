@@ -133,6 +133,25 @@ pub struct UpstreamConfig {
     pub auth: Vec<Combo>,
     /// OAuth scopes a token must carry here (the route's own or `auth.oauth.required_scopes`).
     pub required_scopes: Vec<String>,
+    /// The gateway's own OAuth credential for the upstream.
+    pub oauth: Option<UpstreamOAuth>,
+}
+
+/// `[upstream.oauth]`, validated.
+#[derive(Debug, Clone)]
+pub struct UpstreamOAuth {
+    /// Token endpoint.
+    pub token_url: Uri,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: super::Secret,
+    /// Scopes to request.
+    pub scope: Option<String>,
+    /// Resource to request.
+    pub resource: Option<String>,
+    /// Refresh margin.
+    pub refresh_before: Duration,
 }
 
 pub(super) struct Errors(pub(super) Vec<ConfigError>);
@@ -510,6 +529,61 @@ fn upstream(
         }
         None => auth.methods.clone(),
     };
+    let oauth = u.oauth.and_then(|o| {
+        let k = |f: &str| format!("{p}.oauth.{f}");
+        let token_url = match o.token_url.as_deref().map(|t| expand(t, env)) {
+            Some(Ok(t)) => match t.parse::<Uri>() {
+                Ok(uri)
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.host().is_some() =>
+                {
+                    Some(uri)
+                }
+                _ => {
+                    e.push(k("token_url"), "must be an http(s) URL");
+                    None
+                }
+            },
+            Some(Err(w)) => {
+                e.push(k("token_url"), w);
+                None
+            }
+            None => {
+                e.push(k("token_url"), "required");
+                None
+            }
+        };
+        let client_id = o.client_id.filter(|c| !c.is_empty());
+        if client_id.is_none() {
+            e.push(k("client_id"), "required");
+        }
+        let secret = match o.client_secret.as_deref().map(|t| expand(t, env)) {
+            Some(Ok(t)) if !t.is_empty() => Some(super::Secret::from_text(t)),
+            Some(Ok(_)) | None => {
+                e.push(k("client_secret"), "required (use ${VAR})");
+                None
+            }
+            Some(Err(w)) => {
+                e.push(k("client_secret"), w);
+                None
+            }
+        };
+        let refresh_before = Duration::from_secs(e.range(
+            &k("refresh_before_secs"),
+            o.refresh_before_secs,
+            60,
+            0,
+            86_400,
+        ));
+        Some(UpstreamOAuth {
+            token_url: token_url?,
+            client_id: client_id?,
+            client_secret: secret?,
+            scope: o.scope,
+            resource: o.resource,
+            refresh_before,
+        })
+    });
     let required_scopes = match (u.required_scopes, &auth.oauth) {
         (Some(s), Some(_)) => {
             if s.iter()
@@ -543,5 +617,6 @@ fn upstream(
         timeout,
         auth: methods,
         required_scopes,
+        oauth,
     })
 }

@@ -4,6 +4,7 @@
 //! hop-by-hop headers are stripped and the upstream's own configured headers injected. The
 //! request body is the client's original bytes.
 
+mod credential;
 mod relay;
 
 pub use relay::{
@@ -31,6 +32,9 @@ pub enum UpstreamError {
     /// No response headers within the configured timeout.
     #[error("upstream timed out")]
     Timeout,
+    /// The gateway could not obtain its own access token for the upstream.
+    #[error("upstream credential unavailable: {0}")]
+    Credential(String),
 }
 
 /// The shared, pooled client (HTTP/1.1 and HTTP/2, `http` and `https` with rustls and the
@@ -63,6 +67,7 @@ pub struct Upstream {
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
     client: HttpClient,
+    credential: Option<credential::Credential>,
 }
 
 /// Headers never forwarded from client to upstream (credentials, hop-by-hop, and the ones the
@@ -110,9 +115,13 @@ impl Upstream {
     pub fn new(cfg: &UpstreamConfig, uri: Uri, client: HttpClient) -> Self {
         Upstream {
             name: cfg.name.clone(),
-            uri,
             headers: cfg.headers.clone(),
             timeout: cfg.timeout,
+            credential: cfg
+                .oauth
+                .clone()
+                .map(|o| credential::Credential::new(o, &uri, client.clone())),
+            uri,
             client,
         }
     }
@@ -142,6 +151,10 @@ impl Upstream {
         }
         for (name, value) in &self.headers {
             h.insert(name, value.clone());
+        }
+        if let Some(c) = &self.credential {
+            let v = c.header().await.map_err(UpstreamError::Credential)?;
+            h.insert(header::AUTHORIZATION, v);
         }
         if !body.is_empty() {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
