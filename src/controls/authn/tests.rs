@@ -28,6 +28,7 @@ fn route(methods: &[&str]) -> UpstreamConfig {
         timeout: Duration::from_secs(1),
         auth: methods.iter().map(|m| Combo::parse_for_tests(m)).collect(),
         required_scopes: vec![],
+        oauth: None,
     }
 }
 
