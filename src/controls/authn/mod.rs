@@ -206,6 +206,7 @@ impl Authenticator {
         // three dot-separated parts is a JWT.
         let jwt_shaped = authorization.is_some_and(|v| jwt::shaped(v.as_bytes()));
         let route_has_jwt = combos.iter().any(|c| c.has(Method::Jwt));
+        let route_has_bearer = combos.iter().any(|c| c.has(Method::Bearer));
         // The first combination whose credentials are all present.
         let combo = combos
             .iter()
@@ -214,7 +215,7 @@ impl Authenticator {
                 c.methods().all(|m| match m {
                     Method::None => true,
                     Method::Bearer => authorization.is_some() && !(route_has_jwt && jwt_shaped),
-                    Method::Jwt => authorization.is_some(),
+                    Method::Jwt => authorization.is_some() && (jwt_shaped || !route_has_bearer),
                     Method::Hmac => signed,
                     Method::Mtls => client_cert.is_some(),
                 })

@@ -275,3 +275,11 @@ fn scopes_form_a_colon_hierarchy() {
     assert!(!has_scope(&g(&["mcp:tools:call"]), "mcp:tools"));
     assert!(!has_scope(&g(&[]), "mcp:tools"));
 }
+
+#[test]
+fn a_static_token_is_not_taken_for_a_jwt_when_both_are_accepted() {
+    let (a, alice, _) = authn(&[&["jwt", "bearer"]]);
+    let auth = format!("Bearer {alice}");
+    let p = run(&a, 0, &parts("/mcp/r", &[("authorization", &auth)]), b"").unwrap();
+    assert_eq!((&**p.id(), p.method()), ("alice", "bearer"));
+}
