@@ -139,7 +139,7 @@ fn main() {
     };
     println!("authentication CPU per call, single thread, median of {runs} runs of {n} calls");
     println!("{:<34} {:>10}", "case", "µs/call");
-    let mut row = |name: &str, make: &dyn Fn(usize, usize) -> Req, cache: u64| {
+    let row = |name: &str, make: &dyn Fn(usize, usize) -> Req, cache: u64| {
         let mut samples = Vec::new();
         for run in 0..runs {
             let (a, _) = authenticator(cache);
