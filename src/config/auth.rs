@@ -349,6 +349,8 @@ pub(super) fn auth(
         let hash = t
             .sha256
             .as_deref()
+            .and_then(|h| expand(h, env).ok())
+            .as_deref()
             .and_then(|h| hex::decode(h).ok())
             .and_then(|b| <[u8; 32]>::try_from(b).ok());
         let Some(sha256) = hash else {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use argon2::password_hash::PasswordHash;
 
 use super::raw::RawIssuer;
-use super::validated::Errors;
+use super::validated::{expand, Errors};
 
 /// A client_credentials client.
 #[derive(Debug, Clone)]
@@ -53,7 +53,11 @@ pub struct IssuerConfig {
     pub users: Vec<IssuerUser>,
 }
 
-pub(super) fn issuer(raw: RawIssuer, e: &mut Errors) -> IssuerConfig {
+pub(super) fn issuer(
+    raw: RawIssuer,
+    env: &dyn Fn(&str) -> Option<String>,
+    e: &mut Errors,
+) -> IssuerConfig {
     let url_ok = |u: &str| {
         u.parse::<http::Uri>()
             .is_ok_and(|x| matches!(x.scheme_str(), Some("http" | "https")) && x.host().is_some())
@@ -90,6 +94,7 @@ pub(super) fn issuer(raw: RawIssuer, e: &mut Errors) -> IssuerConfig {
         }
         let Some(hash) = c
             .secret_sha256
+            .and_then(|h| expand(&h, env).ok())
             .as_deref()
             .and_then(|h| hex::decode(h).ok())
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -118,7 +123,14 @@ pub(super) fn issuer(raw: RawIssuer, e: &mut Errors) -> IssuerConfig {
             );
             continue;
         }
-        let hash = u.password_argon2id.unwrap_or_default();
+        let hash = match u.password_argon2id.map(|h| expand(&h, env)) {
+            Some(Ok(h)) => h,
+            Some(Err(w)) => {
+                e.push(format!("{p}.password_argon2id"), w);
+                continue;
+            }
+            None => String::new(),
+        };
         match PasswordHash::new(&hash) {
             Ok(h) if h.algorithm.as_str() == "argon2id" => {}
             _ => {

@@ -106,6 +106,13 @@ fn key(
             }
         },
         (false, None, Some(file)) => {
+            let file = match expand(&file, env) {
+                Ok(f) => f,
+                Err(w) => {
+                    e.push(format!("{p}.pem_file"), w);
+                    return None;
+                }
+            };
             let pem = match std::fs::read(&file) {
                 Ok(b) => b,
                 Err(err) => {
@@ -157,7 +164,13 @@ pub(super) fn jwt(
     e: &mut Errors,
 ) -> JwtConfig {
     let mut issuers = raw.issuer;
-    let oidc_issuer = raw.oidc_issuer.map(|i| i.trim_end_matches('/').to_owned());
+    let oidc_issuer = raw.oidc_issuer.and_then(|i| match expand(&i, env) {
+        Ok(i) => Some(i.trim_end_matches('/').to_owned()),
+        Err(w) => {
+            e.push("auth.jwt.oidc_issuer", w);
+            None
+        }
+    });
     if let Some(i) = &oidc_issuer {
         if !i
             .parse::<Uri>()

@@ -342,7 +342,7 @@ impl Config {
             )),
         };
         let tls = raw.tls.and_then(|t| super::tls::tls(t, &mut e));
-        let issuer = raw.issuer.map(|i| super::issuer::issuer(i, &mut e));
+        let issuer = raw.issuer.map(|i| super::issuer::issuer(i, env, &mut e));
         let auth = auth::auth(raw.auth, issuer.as_ref(), env, &mut e);
         let idempotency = IdempotencyConfig {
             ttl: Duration::from_secs(e.range(
