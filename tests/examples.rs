@@ -16,8 +16,11 @@ fn example(name: &str) -> String {
     format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// (name, value) pairs.
+type Pairs = Vec<(&'static str, String)>;
+
 /// Environment for the examples' `${VAR}`s, and the secrets behind the hashes.
-fn env() -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
+fn env() -> (Pairs, Pairs) {
     let mut vars = Vec::new();
     let mut secrets = Vec::new();
     for (var, who) in [
