@@ -45,8 +45,17 @@ async fn token_endpoint(seen: Arc<Mutex<Vec<(String, String)>>>) -> std::net::So
                             s.push((id.to_owned(), form.clone()));
                             s.len()
                         };
+                        let exchange = form.contains(
+                            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
+                        );
                         let (status, body) = match (id, secret) {
                             ("broken", _) => (500, "{}".to_owned()),
+                            (_, "up-secret") if exchange => (
+                                200,
+                                format!(
+                                    r#"{{"access_token":"exchanged-{n}","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":3600}}"#
+                                ),
+                            ),
                             (_, "up-secret") => (
                                 200,
                                 format!(
@@ -156,4 +165,69 @@ async fn upstream_tokens_are_fetched_cached_refreshed_and_never_the_clients() {
     assert_eq!(up.count(), 4);
     gw.stop();
     assert!(gw.audit_rows().iter().any(|r| r.3 == "upstream_credential"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_exchange_gives_each_caller_its_own_upstream_token() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let as_addr = token_endpoint(seen.clone()).await;
+    let (up, addr) = Scripted::start().await;
+    let secret = "exchange-test-hs256-secret-0123456789";
+    let oauth = format!(
+        "[upstream.oauth]\ntoken_url = \"http://{as_addr}/token\"\nclient_id = \"palisade\"\n\
+         client_secret = \"up-secret\"\ngrant = \"token_exchange\"\n"
+    );
+    let mut gw = Gateway::start(
+        "token-exchange",
+        &format!(
+            "[auth]\nmethods = [\"jwt\"]\n[auth.jwt]\nissuer = [\"https://idp.test\"]\naudience = [\"gw\"]\n\
+             [[auth.jwt.keys]]\nalg = \"HS256\"\nsecret = \"{secret}\"\n\
+             [[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\n{oauth}\
+             [[upstream]]\nname = \"open\"\nurl = \"http://{addr}/mcp\"\nauth = [\"none\"]\n{oauth}"
+        ),
+    );
+    let jwt = |sub: &str| {
+        let claims = serde_json::json!({"iss": "https://idp.test", "aud": "gw", "sub": sub, "exp": unix_now() + 600});
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let (a, b) = (jwt("agent-a"), jwt("agent-b"));
+    for t in [&a, &a, &b] {
+        let r = post(
+            &gw.url("/mcp/s"),
+            &[("authorization", &format!("Bearer {t}"))],
+            INIT,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    let fetches = seen.lock().unwrap().clone();
+    assert_eq!(fetches.len(), 2, "one exchange per caller: {fetches:?}");
+    assert!(fetches[0].1.contains(&format!("subject_token={a}")));
+    assert!(fetches[1].1.contains(&format!("subject_token={b}")));
+    let sent: Vec<String> = up
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(h, _)| h.get("authorization").unwrap().to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            "Bearer exchanged-1",
+            "Bearer exchanged-1",
+            "Bearer exchanged-2"
+        ]
+    );
+    // A caller without a JWT has nothing to exchange: nothing goes upstream.
+    let r = post(&gw.url("/mcp/open"), &[], INIT).await;
+    assert_eq!(r.code(), "MCP-003");
+    assert_eq!(up.count(), 3);
+    gw.stop();
 }

@@ -395,6 +395,10 @@ pub struct RawUpstreamOAuth {
     pub resource: Option<String>,
     /// Refresh this many seconds before the token expires (default 60).
     pub refresh_before_secs: Option<u64>,
+    /// `client_credentials` (default: one token for the gateway) or `token_exchange` (RFC 8693:
+    /// the caller's JWT is exchanged at the authorization server for a token for this upstream,
+    /// so the upstream learns who calls without ever seeing the caller's token).
+    pub grant: Option<String>,
 }
 
 impl RawConfig {

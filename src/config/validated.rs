@@ -152,6 +152,8 @@ pub struct UpstreamOAuth {
     pub resource: Option<String>,
     /// Refresh margin.
     pub refresh_before: Duration,
+    /// RFC 8693 token exchange of the caller's JWT instead of client_credentials.
+    pub token_exchange: bool,
 }
 
 pub(super) struct Errors(pub(super) Vec<ConfigError>);
@@ -575,6 +577,17 @@ fn upstream(
             0,
             86_400,
         ));
+        let token_exchange = match o.grant.as_deref() {
+            None | Some("client_credentials") => false,
+            Some("token_exchange") => true,
+            Some(other) => {
+                e.push(
+                    k("grant"),
+                    format!("must be \"client_credentials\" or \"token_exchange\", got {other:?}"),
+                );
+                false
+            }
+        };
         Some(UpstreamOAuth {
             token_url: token_url?,
             client_id: client_id?,
@@ -582,6 +595,7 @@ fn upstream(
             scope: o.scope,
             resource: o.resource,
             refresh_before,
+            token_exchange,
         })
     });
     let required_scopes = match (u.required_scopes, &auth.oauth) {

@@ -5,13 +5,15 @@
 //! its expiry; concurrent requests wait for one fetch rather than each starting its own. A fetch
 //! that fails fails the request (MCP-003) — no request is sent upstream without its credential.
 
+use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{header, HeaderValue, Request};
+use http::{header, HeaderMap, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, Limited};
+use sha2::{Digest, Sha256};
 
 use super::HttpClient;
 use crate::config::UpstreamOAuth;
@@ -24,7 +26,10 @@ pub(crate) struct Credential {
     client: HttpClient,
     current: RwLock<Option<(HeaderValue, Instant)>>,
     fetching: tokio::sync::Mutex<()>,
+    exchanged: std::sync::Mutex<HashMap<[u8; 32], (HeaderValue, Instant)>>,
 }
+
+const EXCHANGED_MAX: usize = 10_000;
 
 impl Credential {
     pub(crate) fn new(cfg: UpstreamOAuth, upstream: &http::Uri, client: HttpClient) -> Self {
@@ -35,6 +40,7 @@ impl Credential {
             client,
             current: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(()),
+            exchanged: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -45,8 +51,11 @@ impl Credential {
             .map(|(h, _)| h.clone())
     }
 
-    /// The `Authorization` value to send upstream.
-    pub(crate) async fn header(&self) -> Result<HeaderValue, String> {
+    /// The `Authorization` value to send upstream for a request with `client_headers`.
+    pub(crate) async fn header(&self, client_headers: &HeaderMap) -> Result<HeaderValue, String> {
+        if self.cfg.token_exchange {
+            return self.exchange(client_headers).await;
+        }
         if let Some(h) = self.fresh() {
             return Ok(h);
         }
@@ -54,15 +63,67 @@ impl Credential {
         if let Some(h) = self.fresh() {
             return Ok(h);
         }
-        let (h, ttl) = self.fetch().await?;
+        let (h, ttl) = self.fetch(self.form(None)).await?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) =
             Some((h.clone(), Instant::now() + ttl));
         Ok(h)
     }
 
-    fn form(&self) -> String {
+    async fn exchange(&self, client_headers: &HeaderMap) -> Result<HeaderValue, String> {
+        let subject = client_headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.get(7..)
+                    .filter(|_| v[..7].eq_ignore_ascii_case("bearer "))
+            })
+            .filter(|t| t.split('.').count() == 3)
+            .ok_or("token exchange needs the caller's JWT")?
+            .to_owned();
+        let key: [u8; 32] = Sha256::digest(subject.as_bytes()).into();
+        let now = Instant::now();
+        {
+            let map = self.exchanged.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((h, exp)) = map.get(&key) {
+                if now + self.cfg.refresh_before < *exp {
+                    return Ok(h.clone());
+                }
+            }
+        }
+        let form = self.form(Some(&subject));
+        let (h, ttl) = self.fetch(form).await?;
+        let mut map = self.exchanged.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= EXCHANGED_MAX {
+            map.retain(|_, (_, exp)| now < *exp);
+        }
+        if map.len() < EXCHANGED_MAX {
+            map.insert(key, (h.clone(), now + ttl));
+        }
+        Ok(h)
+    }
+
+    fn form(&self, subject: Option<&str>) -> String {
         let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials");
+        match subject {
+            None => {
+                form.append_pair("grant_type", "client_credentials");
+            }
+            Some(t) => {
+                form.append_pair(
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                );
+                form.append_pair("subject_token", t);
+                form.append_pair(
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                );
+                form.append_pair(
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                );
+            }
+        }
         form.append_pair("resource", &self.resource);
         if let Some(s) = &self.cfg.scope {
             form.append_pair("scope", s);
@@ -70,8 +131,7 @@ impl Credential {
         form.finish()
     }
 
-    async fn fetch(&self) -> Result<(HeaderValue, Duration), String> {
-        let form = self.form();
+    async fn fetch(&self, form: String) -> Result<(HeaderValue, Duration), String> {
         let enc = |s: &[u8]| form_urlencoded::byte_serialize(s).collect::<String>();
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",

@@ -153,7 +153,10 @@ impl Upstream {
             h.insert(name, value.clone());
         }
         if let Some(c) = &self.credential {
-            let v = c.header().await.map_err(UpstreamError::Credential)?;
+            let v = c
+                .header(client_headers)
+                .await
+                .map_err(UpstreamError::Credential)?;
             h.insert(header::AUTHORIZATION, v);
         }
         if !body.is_empty() {
