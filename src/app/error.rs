@@ -215,6 +215,7 @@ impl Rejection {
                         JwtError::WrongIssuer => "jwt_wrong_issuer",
                         JwtError::WrongAudience => "jwt_wrong_audience",
                         JwtError::Revoked => "jwt_revoked",
+                        JwtError::WrongType => "jwt_wrong_type",
                     },
                 };
                 match e {

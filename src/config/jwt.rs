@@ -31,6 +31,8 @@ pub struct JwtConfig {
     pub leeway: Duration,
     /// Extra claims that must be present.
     pub required_claims: Vec<String>,
+    /// Required `typ` header (lowercase, without `application/`).
+    pub required_typ: Option<String>,
     /// Claim naming the principal.
     pub subject_claim: String,
     /// Roles claim.
@@ -61,6 +63,7 @@ impl JwtConfig {
             audiences: Vec::new(),
             leeway: Duration::from_secs(60),
             required_claims: Vec::new(),
+            required_typ: None,
             subject_claim: "sub".into(),
             roles_claim: "roles".into(),
             scope_claims: vec!["scope".into(), "scp".into()],
@@ -242,6 +245,12 @@ pub(super) fn jwt(
         audiences: raw.audience,
         leeway: Duration::from_secs(e.range("auth.jwt.leeway_secs", raw.leeway_secs, 60, 0, 600)),
         required_claims: raw.required_claims,
+        required_typ: raw.required_typ.map(|t| {
+            let t = t.to_ascii_lowercase();
+            t.strip_prefix("application/")
+                .map(str::to_owned)
+                .unwrap_or(t)
+        }),
         subject_claim: raw.subject_claim.unwrap_or_else(|| "sub".into()),
         roles_claim: raw.roles_claim.unwrap_or_else(|| "roles".into()),
         scope_claims: raw

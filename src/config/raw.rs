@@ -181,6 +181,9 @@ pub struct RawJwt {
     /// Claims that must be present besides `exp`, `iss`, `aud` and the subject.
     #[serde(default)]
     pub required_claims: Vec<String>,
+    /// Required JWT `typ` header, e.g. `at+jwt` (RFC 9068 access tokens; compared
+    /// case-insensitively, `application/` prefix allowed). Default: not checked.
+    pub required_typ: Option<String>,
     /// Claim naming the principal (default `sub`).
     pub subject_claim: Option<String>,
     /// Claim holding roles, an array or a space-separated string (default `roles`).

@@ -546,6 +546,8 @@ impl Issuer {
         let (kid, key) = self.ring().signer()?;
         let mut h = Header::new(Algorithm::EdDSA);
         h.kid = Some(kid);
+        // RFC 9068: JWT access tokens say so.
+        h.typ = Some("at+jwt".into());
         let mut jti = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut jti);
         let mut claims = json!({

@@ -66,6 +66,9 @@ pub enum JwtError {
     /// `aud` names none of the accepted audiences.
     #[error("wrong audience")]
     WrongAudience,
+    /// The `typ` header is not the required one (e.g. an ID token where an access token is due).
+    #[error("wrong token type")]
+    WrongType,
     /// The token's `jti` was revoked.
     #[error("revoked")]
     Revoked,
@@ -137,6 +140,12 @@ impl Verifier {
         }
         if header.crit.is_some() {
             return Err(JwtError::Crit);
+        }
+        if let Some(want) = &self.cfg.required_typ {
+            let typ = header.typ.as_deref().unwrap_or("").to_ascii_lowercase();
+            if typ.strip_prefix("application/").unwrap_or(&typ) != want {
+                return Err(JwtError::WrongType);
+            }
         }
         if header.kid.as_ref().is_some_and(|k| k.len() > 256) {
             return Err(JwtError::Malformed);

@@ -51,6 +51,7 @@ fn verifier() -> Verifier {
         audiences: vec!["https://gateway.test/mcp".into()],
         leeway: Duration::from_secs(60),
         required_claims: vec![],
+        required_typ: None,
         subject_claim: "sub".into(),
         roles_claim: "roles".into(),
         scope_claims: vec!["scope".into(), "scp".into()],
@@ -290,4 +291,19 @@ fn a_cached_token_still_expires() {
     assert!(check(&v, &t, NOW).is_ok());
     assert!(check(&v, &t, NOW + 5).is_ok(), "served from the cache");
     assert_eq!(check(&v, &t, NOW + 71).unwrap_err(), JwtError::Expired);
+}
+
+#[test]
+fn a_required_typ_refuses_other_token_types() {
+    let mut v = verifier();
+    v.cfg.required_typ = Some("at+jwt".into());
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("hs".into());
+    let id_token = encode(&h, &claims(), &signer(Algorithm::HS256)).unwrap();
+    assert_eq!(check(&v, &id_token, NOW).unwrap_err(), JwtError::WrongType);
+    for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+        h.typ = Some(typ.into());
+        let at = encode(&h, &claims(), &signer(Algorithm::HS256)).unwrap();
+        assert!(check(&v, &at, NOW).is_ok(), "{typ}");
+    }
 }
