@@ -78,6 +78,9 @@ enum KeysCmd {
         /// Drop keys retired longer ago than this (the longest token lifetime).
         #[arg(long, default_value_t = 86_400)]
         keep_secs: u64,
+        /// Algorithm of the new key: EdDSA or RS256.
+        #[arg(long, default_value = "EdDSA")]
+        alg: String,
     },
 }
 
@@ -231,9 +234,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 KeysCmd::Rotate {
                     data_dir,
                     keep_secs,
+                    alg,
                 },
         } => {
-            let kid = palisade::issuer::keys::Keyring::rotate(&data_dir, unix_now(), keep_secs)
+            use palisade::issuer::keys::{KeyAlg, Keyring};
+            let alg = match alg.as_str() {
+                "EdDSA" => KeyAlg::EdDSA,
+                "RS256" => KeyAlg::RS256,
+                other => anyhow::bail!("--alg must be EdDSA or RS256, not {other}"),
+            };
+            let kid = Keyring::rotate(&data_dir, unix_now(), keep_secs, alg)
                 .with_context(|| format!("rotating keys in {}", data_dir.display()))?;
             println!("new signing key {kid}");
             Ok(ExitCode::SUCCESS)

@@ -253,7 +253,7 @@ async fn issued_tokens_work_and_revocation_rotation_and_login_limits_apply() {
         .to_owned();
     let old_kid = header_kid(&before);
     let out = Command::new(BIN)
-        .args(["keys", "rotate", "--data-dir"])
+        .args(["keys", "rotate", "--alg", "RS256", "--data-dir"])
         .arg(gw.dir.join("data"))
         .output()
         .unwrap();

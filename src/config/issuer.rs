@@ -43,6 +43,8 @@ pub struct IssuerConfig {
     pub audience: Vec<String>,
     /// Token lifetime.
     pub lifetime: Duration,
+    /// New keys are RSA (RS256) rather than Ed25519 (EdDSA).
+    pub rs256: bool,
     /// Failed logins allowed per window.
     pub login_max_failures: u32,
     /// Failed-login window.
@@ -151,7 +153,19 @@ pub(super) fn issuer(
             scopes: u.scopes,
         });
     }
+    let rs256 = match raw.algorithm.as_deref() {
+        None | Some("EdDSA") => false,
+        Some("RS256") => true,
+        Some(other) => {
+            e.push(
+                "issuer.algorithm",
+                format!("must be \"EdDSA\" or \"RS256\", got {other:?}"),
+            );
+            false
+        }
+    };
     IssuerConfig {
+        rs256,
         audience: raw.audience.unwrap_or_else(|| vec![issuer.clone()]),
         issuer,
         lifetime: Duration::from_secs(e.range(

@@ -291,6 +291,8 @@ pub struct RawIssuer {
     pub audience: Option<Vec<String>>,
     /// Token lifetime in seconds (default 1800).
     pub lifetime_secs: Option<u64>,
+    /// Signing algorithm of new keys: `EdDSA` (default) or `RS256`.
+    pub algorithm: Option<String>,
     /// Failed logins allowed per user and per client IP within `login_window_secs` (default 5).
     pub login_max_failures: Option<u64>,
     /// Window for counting failed logins, in seconds (default 300).

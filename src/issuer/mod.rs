@@ -27,7 +27,7 @@ use argon2::Argon2;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
-use jsonwebtoken::{Algorithm, Header};
+use jsonwebtoken::Header;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -118,6 +118,14 @@ pub struct Issuer {
     dummy: String,
 }
 
+fn alg(cfg: &IssuerConfig) -> keys::KeyAlg {
+    if cfg.rs256 {
+        keys::KeyAlg::RS256
+    } else {
+        keys::KeyAlg::EdDSA
+    }
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -159,7 +167,7 @@ impl Issuer {
         oauth: Option<&OAuthConfig>,
         trust: Trust,
     ) -> std::io::Result<Issuer> {
-        let ring = Keyring::load_or_create(&data_dir, now_secs())?;
+        let ring = Keyring::load_or_create(&data_dir, now_secs(), alg(&cfg))?;
         if ring.signer().is_none() {
             return Err(std::io::Error::other(
                 "issuer keyring has no usable signing key",
@@ -182,7 +190,7 @@ impl Issuer {
 
     /// Reloads the keyring after `palisade keys rotate` (called when the file changed).
     pub fn reload(&self) {
-        match Keyring::load_or_create(&self.data_dir, now_secs()) {
+        match Keyring::load_or_create(&self.data_dir, now_secs(), alg(&self.cfg)) {
             Ok(ring) if ring.signer().is_some() => {
                 self.trust.issuer_keys.replace(ring.verification_keys());
                 *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
@@ -543,8 +551,8 @@ impl Issuer {
         now: u64,
         client_id: Option<&str>,
     ) -> Option<String> {
-        let (kid, key) = self.ring().signer()?;
-        let mut h = Header::new(Algorithm::EdDSA);
+        let (kid, alg, key) = self.ring().signer()?;
+        let mut h = Header::new(alg);
         h.kid = Some(kid);
         // RFC 9068: JWT access tokens say so.
         h.typ = Some("at+jwt".into());
