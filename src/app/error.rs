@@ -204,6 +204,7 @@ impl Rejection {
                         JwtError::TooLong => "jwt_too_long",
                         JwtError::Malformed => "jwt_malformed",
                         JwtError::AlgNone => "jwt_alg_none",
+                        JwtError::UnsupportedAlg => "jwt_unsupported_alg",
                         JwtError::EmbeddedKey => "jwt_embedded_key",
                         JwtError::Crit => "jwt_crit",
                         JwtError::UnknownKid => "jwt_unknown_kid",

@@ -36,6 +36,9 @@ pub enum JwtError {
     /// `alg: none`, in any spelling.
     #[error("unsigned token (alg none)")]
     AlgNone,
+    /// An algorithm the gateway does not verify.
+    #[error("unsupported algorithm")]
+    UnsupportedAlg,
     /// The header carries `jku`, `x5u`, `x5c` or `jwk`: a key the token chose itself.
     #[error("token names its own key")]
     EmbeddedKey,
@@ -482,7 +485,10 @@ fn classify(token: &[u8]) -> JwtError {
         });
     match alg.as_deref() {
         Some("none") => JwtError::AlgNone,
-        _ => JwtError::Malformed,
+        // A well-formed header naming an algorithm the library does not implement (ES512, the
+        // RFC 9864 `Ed25519` name, …): refused, and said so.
+        Some(_) => JwtError::UnsupportedAlg,
+        None => JwtError::Malformed,
     }
 }
 

@@ -142,6 +142,23 @@ fn alg_none_in_every_spelling_is_refused() {
 }
 
 #[test]
+fn unsupported_algorithms_are_refused_by_name() {
+    let v = verifier();
+    for alg in ["ES512", "Ed25519", "HS1"] {
+        let t = raw_token(
+            &json!({"alg": alg, "typ": "JWT", "kid": "ed"}),
+            &claims(),
+            "AAAA",
+        );
+        assert_eq!(
+            check(&v, &t, NOW).unwrap_err(),
+            JwtError::UnsupportedAlg,
+            "{alg}"
+        );
+    }
+}
+
+#[test]
 fn hs256_signed_with_the_rsa_public_key_is_refused() {
     let v = verifier();
     // The classic confusion: the verifier's RSA public key used as an HMAC secret.
