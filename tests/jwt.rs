@@ -8,8 +8,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
@@ -38,32 +36,17 @@ fn jwks(keys: &[(&str, &str)]) -> String {
 
 /// Serves whatever JWKS document `doc` holds, counting fetches.
 async fn jwks_server(doc: Arc<Mutex<String>>, fetches: Arc<Mutex<u32>>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = listener.accept().await.unwrap();
-            let (doc, fetches) = (doc.clone(), fetches.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req| {
-                    *fetches.lock().unwrap() += 1;
-                    let body = doc.lock().unwrap().clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(body)))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
+    http_server(move |_req| {
+        *fetches.lock().unwrap() += 1;
+        let body = doc.lock().unwrap().clone();
+        async move {
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap()
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn token(kid: &str, key: &str, claims: serde_json::Value) -> String {

@@ -18,17 +18,6 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use support::*;
 
-fn peer(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var("PALISADE_REQUIRE_PEERS").is_ok() => panic!("{var} is not set"),
-        Err(_) => {
-            eprintln!("skipping: {var} not set (run scripts/test.sh)");
-            None
-        }
-    }
-}
-
 /// Node 22 and the peers directory, when the Node peers are installed there.
 fn node_peers() -> Option<(PathBuf, PathBuf)> {
     let dir = PathBuf::from(peer("PALISADE_PEERS_DIR")?);

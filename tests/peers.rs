@@ -13,17 +13,6 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use support::*;
 
-fn peer(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var("PALISADE_REQUIRE_PEERS").is_ok() => panic!("{var} is not set"),
-        Err(_) => {
-            eprintln!("skipping: {var} not set (run scripts/test.sh)");
-            None
-        }
-    }
-}
-
 #[test]
 fn python_sdk_lists_and_calls_demo_tools_through_the_gateway() {
     let Some(python) = peer("PALISADE_PYTHON") else {

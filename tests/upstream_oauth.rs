@@ -9,77 +9,37 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::*;
 
 /// A token endpoint: records each request's (client_id, form) and issues `tok-N`.
 async fn token_endpoint(seen: Arc<Mutex<Vec<(String, String)>>>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = listener.accept().await.unwrap();
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let basic = req
-                            .headers()
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        let form = String::from_utf8(
-                            req.into_body().collect().await.unwrap().to_bytes().to_vec(),
-                        )
-                        .unwrap();
-                        let creds = base64::engine::general_purpose::STANDARD
-                            .decode(basic.trim_start_matches("Basic "))
-                            .map(|b| String::from_utf8(b).unwrap())
-                            .unwrap_or_default();
-                        let (id, secret) = creds.split_once(':').unwrap_or(("", ""));
-                        let n = {
-                            let mut s = seen.lock().unwrap();
-                            s.push((id.to_owned(), form.clone()));
-                            s.len()
-                        };
-                        let exchange = form.contains(
-                            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
-                        );
-                        let (status, body) = match (id, secret) {
-                            ("broken", _) => (500, "{}".to_owned()),
-                            (_, "up-secret") if exchange => (
-                                200,
-                                format!(
-                                    r#"{{"access_token":"exchanged-{n}","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":3600}}"#
-                                ),
-                            ),
-                            (_, "up-secret") => (
-                                200,
-                                format!(
-                                    r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":3600}}"#
-                                ),
-                            ),
-                            _ => (401, r#"{"error":"invalid_client"}"#.to_owned()),
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .status(status)
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(body)))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
+    http_server(move |req: http::Request<hyper::body::Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let basic = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            let form = String::from_utf8(req.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+            let creds = base64::engine::general_purpose::STANDARD
+                .decode(basic.trim_start_matches("Basic "))
+                .map(|b| String::from_utf8(b).unwrap())
+                .unwrap_or_default();
+            let (id, secret) = creds.split_once(':').unwrap_or(("", ""));
+            let n = {
+                let mut s = seen.lock().unwrap();
+                s.push((id.to_owned(), form.clone()));
+                s.len()
+            };
+            let exchange = form.contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange");
+            let (status, body) = match (id, secret) {
+                ("broken", _) => (500, "{}".to_owned()),
+                (_, "up-secret") if exchange => (200, format!(r#"{{"access_token":"exchanged-{n}","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":3600}}"#)),
+                (_, "up-secret") => (200, format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":3600}}"#)),
+                _ => (401, r#"{"error":"invalid_client"}"#.to_owned()),
+            };
+            Response::builder().status(status).header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body))).unwrap()
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

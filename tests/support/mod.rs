@@ -297,3 +297,42 @@ pub fn unix_now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// A peer installed by `scripts/test.sh`, named by an environment variable. Absent: the test
+/// is skipped, unless `PALISADE_REQUIRE_PEERS` is set (CI), where it fails.
+pub fn peer(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) => Some(v),
+        Err(_) if std::env::var("PALISADE_REQUIRE_PEERS").is_ok() => panic!("{var} is not set"),
+        Err(_) => {
+            eprintln!("skipping: {var} not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// Serves `handler` on a free loopback port in the background; returns the address.
+pub async fn http_server<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let f = handler(req);
+                    async move { Ok::<_, std::convert::Infallible>(f.await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
