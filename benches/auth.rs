@@ -47,7 +47,13 @@ fn authenticator(cache: u64) -> (Authenticator, String) {
     let cfg = palisade::config::parse(&toml, "bench", &|_| None).expect("bench config");
     let client = palisade::upstream::client(Duration::from_secs(1));
     (
-        Authenticator::new(&cfg.auth, &cfg.upstreams, client, Trust::default()),
+        Authenticator::new(
+            &cfg.auth,
+            &cfg.upstreams,
+            &cfg.listeners,
+            client,
+            Trust::default(),
+        ),
         token,
     )
 }
@@ -79,7 +85,7 @@ fn measure(rt: &tokio::runtime::Runtime, a: &Authenticator, reqs: &[Req]) -> f64
     let start = Instant::now();
     for (parts, body) in reqs {
         let p = rt
-            .block_on(a.begin(0, parts, ip, None, t))
+            .block_on(a.begin(0, 0, parts, ip, None, t))
             .and_then(|p| p.finish(parts, body, t));
         assert!(p.is_ok(), "{:?}", p.err());
     }

@@ -6,7 +6,8 @@
 //! p50/p99 latency, each proxy's own CPU time per call (from /proc accounting) and the ratios.
 //! Every process is separate, so CPU time is attributed correctly. Environment knobs:
 //! `BENCH_SECS` (measured seconds per cell, default 5), `BENCH_RUNS` (default 3; medians are
-//! reported).
+//! reported). For profiling, `gateway --load URL CONCURRENCY SECS [PID]` drives one running
+//! target alone (e.g. while `perf record -p PID` watches it) and prints the same figures.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -234,6 +235,27 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--forwarder") {
         return run_forwarder(args[i + 1].clone());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--load") {
+        // `gateway --load URL CONCURRENCY SECS [PID]`: drive one target only (for profiling).
+        let url = args[i + 1].clone();
+        let c: usize = args[i + 2].parse().expect("concurrency");
+        let secs: u64 = args[i + 3].parse().expect("seconds");
+        let pid = args.get(i + 4).map(|p| p.parse().expect("pid"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cell = rt.block_on(measure(&url, c, secs, pid));
+        println!(
+            "{:.0} calls/s, p50 {:.0} µs, p99 {:.0} µs, proxy CPU {:.1} µs/call",
+            cell.rps,
+            cell.p50_us,
+            cell.p99_us,
+            cell.cpu_us_per_call.unwrap_or(f64::NAN)
+        );
+        return;
     }
     if args.iter().any(|a| a == "--list") {
         println!("gateway: benchmark");

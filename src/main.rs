@@ -362,7 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     palisade::app::LATENCY_BUCKETS,
                 )?
                 .install_recorder()?;
-            let rt = tokio::runtime::Runtime::new()?;
+            let rt = palisade::run::runtime()?;
             rt.block_on(async {
                 let running = palisade::run::start(cfg, Some(metrics))
                     .await
@@ -371,6 +371,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{}",
                     palisade::app::server::describe(running.scheme, running.addr)
                 );
+                for (scheme, addr) in running.listeners().into_iter().skip(1) {
+                    println!("also {}", palisade::app::server::describe(scheme, addr));
+                }
                 running.serve(shutdown_signal()).await;
                 tracing::info!("stopped; audit trail flushed");
                 Ok::<_, anyhow::Error>(())

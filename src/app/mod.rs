@@ -29,8 +29,10 @@ pub struct Gateway {
     pub config: Config,
     /// Upstreams; a route's index is its position.
     pub routes: Vec<Upstream>,
-    /// Host/Origin checks.
+    /// Host/Origin checks of the primary listener (operational endpoints are served there only).
     pub origin: OriginGuard,
+    /// Host/Origin checks per listener (a listener's loopback-ness decides its Host rule).
+    pub origins: Vec<OriginGuard>,
     /// Authentication.
     pub authn: Authenticator,
     /// Downstream sessions.
@@ -46,11 +48,26 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The route index for `/mcp/{name}`.
-    pub fn route(&self, path: &str) -> Option<usize> {
+    /// The route index for `/mcp/{name}` on `listener`, if it is served there.
+    pub fn route(&self, listener: usize, path: &str) -> Option<usize> {
         let name = path.strip_prefix("/mcp/")?;
-        self.routes.iter().position(|u| u.name == name)
+        let r = self.routes.iter().position(|u| u.name == name)?;
+        self.config
+            .listeners
+            .get(listener)
+            .and_then(|l| l.routes.get(r))
+            .is_some_and(Option::is_some)
+            .then_some(r)
     }
+}
+
+/// Where a request came in.
+#[derive(Debug, Clone, Default)]
+pub struct Conn {
+    /// Listener index (0: the primary).
+    pub listener: usize,
+    /// Identity of the verified TLS client certificate, if any.
+    pub client_cert: Option<Arc<str>>,
 }
 
 /// Shared handle to the gateway.

@@ -3,17 +3,20 @@
 //! `/healthz`: the process is up. `/readyz`: every upstream answers HTTP. `/metrics`: Prometheus
 //! text. They pass the same Host/Origin check as MCP traffic but are not audited.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
+use metrics::{Counter, Histogram};
 
 use super::body::{self, Body};
 use super::Shared;
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, Decision, Text};
 
 /// JSON-RPC methods used as metric labels; anything else is `other`, so clients cannot create
 /// unbounded label sets.
-const METHOD_LABELS: &[&str] = &[
+pub(crate) const METHOD_LABELS: &[&str] = &[
     "initialize",
     "notifications/initialized",
     "ping",
@@ -33,6 +36,19 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// The metric handles of one upstream label (`None`: the request matched no route).
+struct UpstreamMetrics {
+    upstream: Option<Text>,
+    duration: Histogram,
+    requests: HashMap<(&'static str, Decision, u16), Counter>,
+}
+
+/// Handles are registered once per label set and reused, so a request neither builds label
+/// strings nor looks its series up in the registry. The label sets are bounded: configured
+/// upstreams × [`METHOD_LABELS`] × decisions × statuses the gateway returns. (The recorder is
+/// installed before the first request, so the handles are the recorder's.)
+static HANDLES: OnceLock<Mutex<Vec<UpstreamMetrics>>> = OnceLock::new();
+
 /// Records request metrics from a finished audit record.
 pub(crate) fn observe(r: &AuditRecord, elapsed: Duration) {
     let method = r
@@ -41,12 +57,34 @@ pub(crate) fn observe(r: &AuditRecord, elapsed: Duration) {
         .and_then(|m| METHOD_LABELS.iter().find(|k| **k == m))
         .copied()
         .unwrap_or("other");
-    let upstream = r.upstream.clone().unwrap_or_default();
-    metrics::counter!("palisade_requests_total",
-        "upstream" => upstream.clone(), "method" => method, "decision" => r.decision.as_str(), "status" => r.status.to_string())
-    .increment(1);
-    metrics::histogram!("palisade_request_duration_seconds", "upstream" => upstream)
-        .record(elapsed.as_secs_f64());
+    let mut all = HANDLES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let i = match all.iter().position(|u| u.upstream == r.upstream) {
+        Some(i) => i,
+        None => {
+            let label = r.upstream.as_deref().unwrap_or_default().to_owned();
+            all.push(UpstreamMetrics {
+                upstream: r.upstream.clone(),
+                duration: metrics::histogram!("palisade_request_duration_seconds", "upstream" => label),
+                requests: HashMap::new(),
+            });
+            all.len() - 1
+        }
+    };
+    let u = &mut all[i];
+    u.requests
+        .entry((method, r.decision, r.status))
+        .or_insert_with(|| {
+            metrics::counter!("palisade_requests_total",
+                "upstream" => r.upstream.as_deref().unwrap_or_default().to_owned(),
+                "method" => method,
+                "decision" => r.decision.as_str(),
+                "status" => r.status.to_string())
+        })
+        .increment(1);
+    u.duration.record(elapsed.as_secs_f64());
 }
 
 fn text(

@@ -10,7 +10,6 @@
 //! [`super::error`], and every request — allowed or denied — ends in exactly one audit record.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,7 +20,7 @@ use hyper::body::Incoming;
 use super::body::{self, Body};
 use super::error::Rejection;
 use super::trace::Trace;
-use super::{ops, wellknown, Shared};
+use super::{ops, wellknown, Conn, Shared};
 use crate::audit::Decision;
 use crate::controls::authn::Principal;
 use crate::controls::idempotency::{Claim, Stored};
@@ -81,17 +80,19 @@ pub async fn handle(
     gw: Shared,
     req: Request<Incoming>,
     peer: SocketAddr,
-    client_cert: Option<Arc<str>>,
+    conn: Conn,
 ) -> Response<Body> {
-    // Operational endpoints (/healthz, /readyz, /metrics) and OAuth metadata are not MCP
-    // traffic.
-    if let Some(resp) = ops::serve(&gw, &req).await {
-        return resp;
+    // Operational endpoints (/healthz, /readyz, /metrics; primary listener only) and OAuth
+    // metadata are not MCP traffic.
+    if conn.listener == 0 {
+        if let Some(resp) = ops::serve(&gw, &req).await {
+            return resp;
+        }
     }
     if let Some(resp) = wellknown::serve(&gw, &req) {
         return resp;
     }
-    let request_id = uuid::Uuid::now_v7().to_string();
+    let request_id = super::trace::new_request_id();
     let mut trace = Trace::new(&request_id, req.method().as_str(), peer);
     // 0. Audit slot first: when the trail cannot keep up, wait (bounded) before doing any work,
     //    and refuse rather than serve a request that could not be recorded.
@@ -108,20 +109,10 @@ pub async fn handle(
         .as_ref()
         .and_then(|_| Endpoint::at(req.uri().path()))
     {
-        return issue(&gw, ep, req, peer, &request_id, trace, slot).await;
+        return issue(&gw, ep, req, peer, conn.listener, &request_id, trace, slot).await;
     }
     let mut seen = Seen::default();
-    match mcp(
-        &gw,
-        req,
-        peer,
-        client_cert.as_ref(),
-        &request_id,
-        &mut trace,
-        &mut seen,
-    )
-    .await
-    {
+    match mcp(&gw, req, peer, &conn, &request_id, &mut trace, &mut seen).await {
         Ok(Outcome::Done(resp, n)) => {
             slot.write(trace.finish(
                 Decision::Allow,
@@ -217,11 +208,14 @@ pub async fn handle(
 }
 
 /// An issuer endpoint: Host/Origin guard, bounded body, then the issuer; one audit record.
+// The request, where it came from, and the audit record it must end in.
+#[allow(clippy::too_many_arguments)]
 async fn issue(
     gw: &Shared,
     ep: Endpoint,
     req: Request<Incoming>,
     peer: SocketAddr,
+    listener: usize,
     request_id: &str,
     mut trace: Trace,
     slot: crate::audit::AuditSlot,
@@ -242,7 +236,7 @@ async fn issue(
         ));
         resp
     };
-    if let Err(e) = gw.origin.check(req.headers(), req.uri()) {
+    if let Err(e) = gw.origins[listener].check(req.headers(), req.uri()) {
         return refuse(e.into(), trace, slot);
     }
     let (parts, body) = req.into_parts();
@@ -275,19 +269,22 @@ async fn mcp(
     gw: &Shared,
     req: Request<Incoming>,
     peer: SocketAddr,
-    client_cert: Option<&Arc<str>>,
+    conn: &Conn,
     request_id: &str,
     trace: &mut Trace,
     seen: &mut Seen,
 ) -> Result<Outcome, Rejection> {
-    // 1. Route: which upstream. Unknown paths are refused before anything else is looked at.
-    let route = gw.route(req.uri().path()).ok_or(Rejection::NoRoute)?;
+    // 1. Route: which upstream, if served on this listener. Unknown paths are refused before
+    //    anything else is looked at.
+    let route = gw
+        .route(conn.listener, req.uri().path())
+        .ok_or(Rejection::NoRoute)?;
     seen.route = Some(route);
     let upstream = &gw.routes[route];
     trace.upstream(&upstream.name);
     // 2. Transport guard: Host and Origin (DNS rebinding). Header-only, so it runs before any
     //    body is read.
-    gw.origin.check(req.headers(), req.uri())?;
+    gw.origins[conn.listener].check(req.headers(), req.uri())?;
     // 3. Authenticate, header stage: client certificate, token or JWT, HMAC headers and
     //    timestamp window. Before
     //    the body is read, so an unauthenticated client cannot make the gateway buffer bodies.
@@ -295,7 +292,14 @@ async fn mcp(
     let (parts, body) = req.into_parts();
     let pending = gw
         .authn
-        .begin(route, &parts, peer.ip(), client_cert, now)
+        .begin(
+            conn.listener,
+            route,
+            &parts,
+            peer.ip(),
+            conn.client_cert.as_ref(),
+            now,
+        )
         .await?;
     match parts.method {
         Method::POST => {
@@ -322,8 +326,9 @@ async fn mcp(
             // 9. [authorize, admit, validate slot in here: they take &Principal and &Envelope.]
             // 10. Idempotency: a repeated key answers from the store, never calling the upstream
             //     twice; the same key with another request is refused.
+            let keyed = parts.headers.contains_key("idempotency-key");
             let claim = match env.kind() {
-                Kind::Request => {
+                Kind::Request if keyed => {
                     let scope = format!("{}\n{route}", principal.id());
                     let path = parts.uri.path();
                     match gw.idempotency.begin(
@@ -339,7 +344,7 @@ async fn mcp(
                         None => None,
                     }
                 }
-                Kind::Notification | Kind::Response => None,
+                Kind::Request | Kind::Notification | Kind::Response => None,
             };
             // 11. Upstream: the original bytes, the upstream's credentials, never the client's.
             let resp = upstream

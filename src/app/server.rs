@@ -12,12 +12,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::{pipeline, Shared};
+use super::{pipeline, Conn, Shared};
 
 /// Accepts connections until `shutdown` resolves, then drains in-flight requests (bounded by
 /// `drain`). With `tls`, every connection is TLS (a plain-HTTP request gets a short refusal).
 pub async fn serve(
     listener: TcpListener,
+    index: usize,
     gw: Shared,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
@@ -27,7 +28,8 @@ pub async fn serve(
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     tokio::pin!(shutdown);
     // Sessions idle past their timeout are reaped in the background.
-    let reaper = {
+    // (Run once, by the primary listener.)
+    let reaper = (index == 0).then(|| {
         let gw = gw.clone();
         let every = (gw.config.sessions.idle_timeout / 4)
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -39,7 +41,7 @@ pub async fn serve(
                 pipeline::end_upstream_sessions(&gw, ended);
             }
         })
-    };
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -60,7 +62,7 @@ pub async fn serve(
                     let Some(tls) = tls else {
                         let svc = service_fn(move |req| {
                             let gw = gw.clone();
-                            async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, req, peer, None).await) }
+                            async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, req, peer, Conn { listener: index, client_cert: None }).await) }
                         });
                         let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
                         if let Err(e) = conn.await {
@@ -92,7 +94,7 @@ pub async fn serve(
                     let svc = service_fn(move |req| {
                         let gw = gw.clone();
                         let cert = cert.clone();
-                        async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, req, peer, cert).await) }
+                        async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, req, peer, Conn { listener: index, client_cert: cert }).await) }
                     });
                     let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
                     if let Err(e) = conn.await {
@@ -103,7 +105,9 @@ pub async fn serve(
             _ = &mut shutdown => break,
         }
     }
-    reaper.abort();
+    if let Some(r) = reaper {
+        r.abort();
+    }
     drop(listener);
     if tokio::time::timeout(drain, graceful.shutdown())
         .await

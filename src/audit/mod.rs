@@ -9,10 +9,11 @@
 
 mod record;
 mod sqlite;
+mod text;
 mod verify;
 mod writer;
 
-pub use record::{AuditRecord, Decision};
+pub use record::{hex_lower, AuditRecord, Decision, Text};
 pub use sqlite::open_db;
 pub use verify::{verify, VerifyError, VerifyReport};
 pub use writer::{load_or_create_key, AuditHandle, AuditSlot, AuditUnavailable, AuditWriter};

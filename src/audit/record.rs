@@ -2,8 +2,25 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::text::Text;
+
+/// Lowercase hex of a hash (record `input_hash`, chain hashes), written from a lookup table
+/// into a stack buffer: a SHA-256 stays inline in the [`Text`].
+pub fn hex_lower(bytes: &[u8]) -> Text {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 64];
+    if bytes.len() * 2 > buf.len() {
+        return Text::from(hex::encode(bytes));
+    }
+    for (i, b) in bytes.iter().enumerate() {
+        buf[2 * i] = DIGITS[usize::from(b >> 4)];
+        buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    Text::copy(std::str::from_utf8(&buf[..bytes.len() * 2]).unwrap_or_default())
+}
+
 /// Whether the request was let through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// Forwarded upstream.
@@ -29,35 +46,35 @@ pub struct AuditRecord {
     /// Milliseconds since the Unix epoch when the request arrived.
     pub ts_ms: i64,
     /// UUIDv7 of the request, also sent to the client in errors.
-    pub request_id: String,
+    pub request_id: Text,
     /// Principal id (`anonymous` in no-auth mode).
-    pub principal: String,
+    pub principal: Text,
     /// How the principal authenticated.
-    pub auth_method: String,
+    pub auth_method: Text,
     /// Client IP address.
-    pub client_ip: String,
+    pub client_ip: Text,
     /// Front-door transport (`http`).
-    pub transport: String,
+    pub transport: Text,
     /// Route / upstream name, if resolved.
-    pub upstream: Option<String>,
+    pub upstream: Option<Text>,
     /// HTTP method.
-    pub http_method: String,
+    pub http_method: Text,
     /// JSON-RPC method, if parsed.
-    pub rpc_method: Option<String>,
+    pub rpc_method: Option<Text>,
     /// Tool name for `tools/call`.
-    pub tool: Option<String>,
+    pub tool: Option<Text>,
     /// SHA-256 (hex) of the raw `params` bytes.
-    pub input_hash: Option<String>,
+    pub input_hash: Option<Text>,
     /// allow / deny.
     pub decision: Decision,
     /// The control that decided (`origin`, `envelope`, `session`, `upstream`, …).
-    pub control: String,
+    pub control: Text,
     /// Its reason code (`foreign_origin`, `ok`, …).
-    pub reason: String,
+    pub reason: Text,
     /// HTTP status returned to the client.
     pub status: u16,
     /// Stable error code returned to the client, if any.
-    pub error_code: Option<String>,
+    pub error_code: Option<Text>,
     /// Microseconds from arrival to the end of the response.
     pub duration_us: i64,
     /// Request body bytes.
@@ -67,8 +84,113 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// The bytes the hash chain covers: the record as JSON with fields in declaration order.
+    /// The bytes the hash chain covers: the record as JSON with fields in declaration order,
+    /// exactly as `serde_json::to_vec` writes it (the form every existing record was chained
+    /// with; a property test holds the two equal).
     pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(512);
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// Appends [`AuditRecord::canonical`] to `out` (the writer reuses one buffer). Written by
+    /// hand because it runs once per request: serde's generic path costs several times more.
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        let mut j = CanonicalJson(out);
+        j.int("{\"ts_ms\":", self.ts_ms);
+        j.str(",\"request_id\":", Some(&self.request_id));
+        j.str(",\"principal\":", Some(&self.principal));
+        j.str(",\"auth_method\":", Some(&self.auth_method));
+        j.str(",\"client_ip\":", Some(&self.client_ip));
+        j.str(",\"transport\":", Some(&self.transport));
+        j.str(",\"upstream\":", self.upstream.as_deref());
+        j.str(",\"http_method\":", Some(&self.http_method));
+        j.str(",\"rpc_method\":", self.rpc_method.as_deref());
+        j.str(",\"tool\":", self.tool.as_deref());
+        j.str(",\"input_hash\":", self.input_hash.as_deref());
+        j.str(",\"decision\":", Some(self.decision.as_str()));
+        j.str(",\"control\":", Some(&self.control));
+        j.str(",\"reason\":", Some(&self.reason));
+        j.int(",\"status\":", i64::from(self.status));
+        j.str(",\"error_code\":", self.error_code.as_deref());
+        j.int(",\"duration_us\":", self.duration_us);
+        j.int(",\"input_bytes\":", self.input_bytes);
+        j.int(",\"output_bytes\":", self.output_bytes);
+        j.0.push(b'}');
+    }
+}
+
+/// serde_json's compact output for the two value kinds a record has.
+struct CanonicalJson<'a>(&'a mut Vec<u8>);
+
+impl CanonicalJson<'_> {
+    /// `key` (with its separator) then an integer.
+    fn int(&mut self, key: &str, v: i64) {
+        self.0.extend_from_slice(key.as_bytes());
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = v.unsigned_abs();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if v < 0 {
+            self.0.push(b'-');
+        }
+        self.0.extend_from_slice(&digits[i..]);
+    }
+
+    /// `key` (with its separator) then a string, or `null`. Escapes what serde_json escapes:
+    /// `"`, `\\` and control characters (short forms where JSON has them, else `\u00xx`).
+    fn str(&mut self, key: &str, v: Option<&str>) {
+        self.0.extend_from_slice(key.as_bytes());
+        let Some(v) = v else {
+            self.0.extend_from_slice(b"null");
+            return;
+        };
+        let out = &mut *self.0;
+        out.push(b'"');
+        let bytes = v.as_bytes();
+        // Nearly every value needs no escape; this check has no early exit, so it vectorises.
+        let plain = bytes
+            .iter()
+            .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+        if plain {
+            out.extend_from_slice(bytes);
+            out.push(b'"');
+            return;
+        }
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let short = match b {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'\n' => b'n',
+                b'\r' => b'r',
+                b'\t' => b't',
+                0x08 => b'b',
+                0x0c => b'f',
+                0x00..=0x1f => b'u',
+                _ => continue,
+            };
+            out.extend_from_slice(&bytes[start..i]);
+            start = i + 1;
+            out.extend_from_slice(&[b'\\', short]);
+            if short == b'u' {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
+            }
+        }
+        out.extend_from_slice(&bytes[start..]);
+        out.push(b'"');
     }
 }

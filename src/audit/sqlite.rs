@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::record::{AuditRecord, Decision};
+use super::record::{AuditRecord, Decision, Text};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit (
@@ -25,6 +25,12 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 ";
 
 /// Opens (creating if needed) the audit database.
+///
+/// Durability: WAL with `synchronous=NORMAL`. A commit is written to the WAL but not fsynced (the
+/// WAL is synced when it is checkpointed into the database, about every 1000 pages), so a power
+/// loss or OS crash can lose the transactions since the last checkpoint; a process crash loses
+/// nothing committed. The writer commits a batch at most `BATCH_WINDOW` (10 ms) after its first
+/// record arrived. Readers (`palisade audit verify`) can open the file while the gateway runs.
 pub fn open_db(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
@@ -32,22 +38,41 @@ pub fn open_db(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Appends one chained record. The statement is prepared once per batch.
+pub(super) const INSERT: &str = "INSERT INTO audit (seq, ts_ms, request_id, principal, auth_method, client_ip, transport, upstream, http_method,
+    rpc_method, tool, input_hash, decision, control, reason, status, error_code, duration_us, input_bytes,
+    output_bytes, prev_hash, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)";
+
 pub(super) fn insert(
-    tx: &rusqlite::Transaction<'_>,
+    stmt: &mut rusqlite::Statement<'_>,
     seq: i64,
     r: &AuditRecord,
     prev: &str,
     hash: &str,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO audit (seq, ts_ms, request_id, principal, auth_method, client_ip, transport, upstream, http_method,
-         rpc_method, tool, input_hash, decision, control, reason, status, error_code, duration_us, input_bytes,
-         output_bytes, prev_hash, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
-    )?
-    .execute(params![
-        seq, r.ts_ms, r.request_id, r.principal, r.auth_method, r.client_ip, r.transport, r.upstream, r.http_method,
-        r.rpc_method, r.tool, r.input_hash, r.decision.as_str(), r.control, r.reason, r.status, r.error_code,
-        r.duration_us, r.input_bytes, r.output_bytes, prev, hash
+    stmt.execute(params![
+        seq,
+        r.ts_ms,
+        r.request_id,
+        r.principal,
+        r.auth_method,
+        r.client_ip,
+        r.transport,
+        r.upstream,
+        r.http_method,
+        r.rpc_method,
+        r.tool,
+        r.input_hash,
+        r.decision.as_str(),
+        r.control,
+        r.reason,
+        r.status,
+        r.error_code,
+        r.duration_us,
+        r.input_bytes,
+        r.output_bytes,
+        prev,
+        hash
     ])?;
     Ok(())
 }
@@ -76,25 +101,25 @@ pub(super) fn for_each_row(
         let decision: String = row.get(12)?;
         let record = AuditRecord {
             ts_ms: row.get(1)?,
-            request_id: row.get(2)?,
-            principal: row.get(3)?,
-            auth_method: row.get(4)?,
-            client_ip: row.get(5)?,
-            transport: row.get(6)?,
-            upstream: row.get(7)?,
-            http_method: row.get(8)?,
-            rpc_method: row.get(9)?,
-            tool: row.get(10)?,
-            input_hash: row.get(11)?,
+            request_id: text(row, 2)?,
+            principal: text(row, 3)?,
+            auth_method: text(row, 4)?,
+            client_ip: text(row, 5)?,
+            transport: text(row, 6)?,
+            upstream: opt_text(row, 7)?,
+            http_method: text(row, 8)?,
+            rpc_method: opt_text(row, 9)?,
+            tool: opt_text(row, 10)?,
+            input_hash: opt_text(row, 11)?,
             decision: if decision == "allow" {
                 Decision::Allow
             } else {
                 Decision::Deny
             },
-            control: row.get(13)?,
-            reason: row.get(14)?,
+            control: text(row, 13)?,
+            reason: text(row, 14)?,
             status: row.get(15)?,
-            error_code: row.get(16)?,
+            error_code: opt_text(row, 16)?,
             duration_us: row.get(17)?,
             input_bytes: row.get(18)?,
             output_bytes: row.get(19)?,
@@ -111,6 +136,14 @@ pub(super) fn for_each_row(
         }
     }
     Ok(())
+}
+
+fn text(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Text> {
+    row.get::<_, String>(i).map(Text::from)
+}
+
+fn opt_text(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Text>> {
+    row.get::<_, Option<String>>(i).map(|t| t.map(Text::from))
 }
 
 /// The last record's sequence number and hash.

@@ -7,7 +7,7 @@ use crate::config::AuditConfig;
 fn record(i: usize) -> AuditRecord {
     AuditRecord {
         ts_ms: 1_700_000_000_000 + i as i64,
-        request_id: format!("req-{i}"),
+        request_id: format!("req-{i}").into(),
         principal: "anonymous".into(),
         auth_method: "none".into(),
         client_ip: "127.0.0.1".into(),
@@ -16,7 +16,7 @@ fn record(i: usize) -> AuditRecord {
         http_method: "POST".into(),
         rpc_method: Some("tools/call".into()),
         tool: Some("echo".into()),
-        input_hash: Some("ab".repeat(32)),
+        input_hash: Some("ab".repeat(32).into()),
         decision: Decision::Allow,
         control: "upstream".into(),
         reason: "ok".into(),
@@ -144,4 +144,77 @@ async fn replaced_chain_or_forged_checkpoint_is_caught() {
         verify(&db, &dir.join("audit-signing.pub")).unwrap_err(),
         VerifyError::NoCheckpoint
     );
+}
+
+mod canonical {
+    use proptest::prelude::*;
+
+    use super::super::{AuditRecord, Decision, Text};
+
+    fn text() -> impl Strategy<Value = Text> {
+        // Any Unicode, with control characters, quotes and backslashes made likely.
+        prop_oneof![
+            any::<String>(),
+            "[\\x00-\\x1f\"\\\\a\\u{7f}\\u{e9}\\u{2028}\\u{1F600}]{0,12}",
+        ]
+        .prop_map(Text::from)
+    }
+
+    prop_compose! {
+        fn record()(
+            ints in any::<(i64, i64, i64, i64)>(),
+            status in any::<u16>(),
+            allow in any::<bool>(),
+            request_id in text(),
+            a in (text(), text(), text(), text(), text()),
+            b in (proptest::option::of(text()), proptest::option::of(text()), proptest::option::of(text())),
+            c in (proptest::option::of(text()), text(), text(), proptest::option::of(text())),
+        ) -> AuditRecord {
+            AuditRecord {
+                ts_ms: ints.0,
+                request_id,
+                principal: a.0,
+                auth_method: a.1,
+                client_ip: a.2,
+                transport: a.3,
+                upstream: b.0,
+                http_method: a.4,
+                rpc_method: b.1,
+                tool: b.2,
+                input_hash: c.0,
+                decision: if allow { Decision::Allow } else { Decision::Deny },
+                control: c.1,
+                reason: c.2,
+                status,
+                error_code: c.3,
+                duration_us: ints.1,
+                input_bytes: ints.2,
+                output_bytes: ints.3,
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The chain of every existing trail was computed over serde_json's bytes.
+        #[test]
+        fn canonical_is_serde_json(r in record()) {
+            prop_assert_eq!(r.canonical(), serde_json::to_vec(&r).unwrap());
+        }
+    }
+
+    #[test]
+    fn canonical_extremes_match_serde_json() {
+        let mut r = super::record(1);
+        for (i, n) in [0, -1, 1, 9, 10, i64::MIN, i64::MAX, -1_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            r.ts_ms = n;
+            r.duration_us = -n.wrapping_add(i as i64);
+            r.error_code = Some("MCP-001".into());
+            r.tool = None;
+            assert_eq!(r.canonical(), serde_json::to_vec(&r).unwrap());
+        }
+    }
 }

@@ -88,7 +88,7 @@ pub fn verify(db: &Path, pubkey_file: &Path) -> Result<VerifyReport, VerifyError
     let mut failure = None;
     let mut hash_at_checkpoint = None;
     sqlite::for_each_row(&conn, |row| {
-        let rid = row.record.request_id.clone();
+        let rid = row.record.request_id.to_string();
         if row.seq != expected_seq {
             failure = Some(VerifyError::Broken {
                 seq: expected_seq,

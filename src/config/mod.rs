@@ -19,8 +19,8 @@ pub use tls::{read_certs, read_key, TlsConfig};
 
 pub use raw::RawConfig;
 pub use validated::{
-    AuditConfig, Config, IdempotencyConfig, LimitsConfig, LogFormat, OriginConfig, SessionConfig,
-    UpstreamConfig, UpstreamOAuth, UpstreamTarget,
+    AuditConfig, Config, IdempotencyConfig, LimitsConfig, ListenerConfig, LogFormat, OriginConfig,
+    SessionConfig, UpstreamConfig, UpstreamOAuth, UpstreamTarget,
 };
 
 use std::fmt;

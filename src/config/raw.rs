@@ -38,6 +38,10 @@ pub struct RawConfig {
     /// Replaying stored responses for a repeated `Idempotency-Key`.
     #[serde(default)]
     pub idempotency: RawIdempotency,
+    /// More listeners besides `listen` (e.g. a public TLS one), each with its own TLS,
+    /// default authentication and set of routes.
+    #[serde(default)]
+    pub listener: Vec<RawListener>,
     /// Settings that weaken security; each one is logged loudly at start.
     #[serde(default)]
     pub dangerous: RawDangerous,
@@ -96,6 +100,21 @@ pub struct RawAudit {
     pub checkpoint_every: Option<u64>,
     /// And at least every this many seconds when records were written (default 60).
     pub checkpoint_interval_secs: Option<u64>,
+}
+
+/// `[[listener]]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// Address, e.g. `0.0.0.0:8443`.
+    pub listen: Option<String>,
+    /// TLS for this listener (same keys as `[tls]`).
+    pub tls: Option<RawTls>,
+    /// Authentication for routes on this listener that set no `auth` of their own (default
+    /// `auth.methods`).
+    pub methods: Option<Vec<String>>,
+    /// Routes served here (default: all).
+    pub routes: Option<Vec<String>>,
 }
 
 /// `[tls]`

@@ -38,6 +38,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// TLS on the listener.
     pub tls: Option<super::TlsConfig>,
+    /// Every listener, the primary (`listen`, `[tls]`) first.
+    pub listeners: Vec<ListenerConfig>,
     /// Authentication.
     pub auth: AuthConfig,
     /// Idempotent replays.
@@ -96,6 +98,18 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
 }
 
+/// One listener, validated.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Address.
+    pub listen: SocketAddr,
+    /// TLS.
+    pub tls: Option<super::TlsConfig>,
+    /// Per route (by index): the accepted authentication there, or `None` if the route is not
+    /// served on this listener.
+    pub routes: Vec<Option<Vec<Combo>>>,
+}
+
 /// `[idempotency]`, validated.
 #[derive(Debug, Clone)]
 pub struct IdempotencyConfig {
@@ -131,6 +145,8 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// Accepted authentication, in order of preference (the route's own or `auth.methods`).
     pub auth: Vec<Combo>,
+    /// The route's own `auth`, if it set one (it wins over a listener's `methods`).
+    pub auth_own: Option<Vec<Combo>>,
     /// OAuth scopes a token must carry here (the route's own or `auth.oauth.required_scopes`).
     pub required_scopes: Vec<String>,
     /// The gateway's own OAuth credential for the upstream.
@@ -398,6 +414,87 @@ impl Config {
                 "uses \"mtls\" but [tls] has no client_ca_file to verify client certificates",
             );
         }
+        let mut listeners = vec![ListenerConfig {
+            listen,
+            tls: tls.clone(),
+            routes: upstreams.iter().map(|u| Some(u.auth.clone())).collect(),
+        }];
+        for (i, l) in raw.listener.into_iter().enumerate() {
+            let p = format!("listener[{i}]");
+            let Some(addr) = l
+                .listen
+                .as_deref()
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+            else {
+                e.push(format!("{p}.listen"), "required: an IP:port address");
+                continue;
+            };
+            if listeners
+                .iter()
+                .any(|o| o.listen == addr && addr.port() != 0)
+            {
+                e.push(format!("{p}.listen"), "address used by another listener");
+            }
+            let ltls = l.tls.and_then(|t| super::tls::tls(t, &mut e));
+            let methods = l.methods.map(|m| {
+                let c = auth::combos(&format!("{p}.methods"), &m, &mut e);
+                auth::check_usable(&format!("{p}.methods"), &c, &auth, &mut e);
+                c
+            });
+            if let Some(names) = &l.routes {
+                for n in names {
+                    if !upstreams.iter().any(|u| &u.name == n) {
+                        e.push(format!("{p}.routes"), format!("no upstream named {n:?}"));
+                    }
+                }
+            }
+            let routes = upstreams
+                .iter()
+                .map(|u| {
+                    let served = l.routes.as_ref().is_none_or(|r| r.contains(&u.name));
+                    served.then(|| match (&u.auth_own, &methods) {
+                        (Some(own), _) => own.clone(),
+                        (None, Some(m)) => m.clone(),
+                        (None, None) => auth.methods.clone(),
+                    })
+                })
+                .collect();
+            listeners.push(ListenerConfig {
+                listen: addr,
+                tls: ltls,
+                routes,
+            });
+        }
+        for (li, l) in listeners.iter().enumerate().skip(1) {
+            let key = format!("listener[{}]", li - 1);
+            let served = || {
+                l.routes
+                    .iter()
+                    .zip(&upstreams)
+                    .filter_map(|(c, u)| c.as_ref().map(|c| (c, u)))
+            };
+            let mtls_ready = l.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+            if !mtls_ready && served().any(|(c, _)| c.iter().any(|c| c.has(super::Method::Mtls))) {
+                e.push(
+                    &key,
+                    "a route here uses \"mtls\" but this listener's TLS has no client_ca_file",
+                );
+            }
+            let open: Vec<&str> = served()
+                .filter(|(c, _)| AuthConfig::allows_none(c))
+                .map(|(_, u)| u.name.as_str())
+                .collect();
+            if !l.listen.ip().is_loopback() && !open.is_empty() && !allow_open {
+                e.push(
+                    &key,
+                    format!(
+                        "{} is not a loopback address and {} accept(s) method \"none\" there: anyone who can reach it could use them",
+                        l.listen,
+                        open.join(", ")
+                    ),
+                );
+            }
+        }
         let mut open: Vec<&str> = upstreams
             .iter()
             .filter(|u| AuthConfig::allows_none(&u.auth))
@@ -432,6 +529,7 @@ impl Config {
             origins,
             audit,
             tls,
+            listeners,
             auth,
             idempotency,
             issuer,
@@ -522,15 +620,13 @@ fn upstream(
     ));
     let timeout =
         Duration::from_secs(e.range(&format!("{p}.timeout_secs"), u.timeout_secs, 60, 1, 3600));
-    let methods = match &u.auth {
-        Some(list) => {
-            let key = format!("{p}.auth");
-            let c = auth::combos(&key, list, e);
-            auth::check_usable(&key, &c, auth, e);
-            c
-        }
-        None => auth.methods.clone(),
-    };
+    let auth_own = u.auth.as_ref().map(|list| {
+        let key = format!("{p}.auth");
+        let c = auth::combos(&key, list, e);
+        auth::check_usable(&key, &c, auth, e);
+        c
+    });
+    let methods = auth_own.clone().unwrap_or_else(|| auth.methods.clone());
     let oauth = u.oauth.and_then(|o| {
         let k = |f: &str| format!("{p}.oauth.{f}");
         let token_url = match o.token_url.as_deref().map(|t| expand(t, env)) {
@@ -630,6 +726,7 @@ fn upstream(
         connect_timeout,
         timeout,
         auth: methods,
+        auth_own,
         required_scopes,
         oauth,
     })

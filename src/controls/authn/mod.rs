@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use http::{header, request::Parts};
 
-use crate::config::{AuthConfig, Combo, Grant, Method, UpstreamConfig};
+use crate::config::{AuthConfig, Combo, Grant, ListenerConfig, Method, UpstreamConfig};
 use crate::upstream::HttpClient;
 
 /// Who is calling. Only this module can make one.
@@ -109,7 +109,8 @@ pub enum AuthnError {
 #[derive(Debug)]
 pub struct Authenticator {
     anonymous: Grant,
-    routes: Vec<Vec<Combo>>,
+    /// Per listener, per route: the accepted combinations (`None`: not served there).
+    listeners: Vec<Vec<Option<Vec<Combo>>>>,
     oauth: Option<OAuth>,
     tokens: bearer::Tokens,
     hmac: hmac::Verifier,
@@ -145,6 +146,7 @@ impl Authenticator {
     pub fn new(
         cfg: &AuthConfig,
         routes: &[UpstreamConfig],
+        listeners: &[ListenerConfig],
         client: HttpClient,
         trust: Trust,
     ) -> Self {
@@ -156,7 +158,7 @@ impl Authenticator {
                 scopes: Arc::from([]),
                 permissions: Arc::from([]),
             },
-            routes: routes.iter().map(|r| r.auth.clone()).collect(),
+            listeners: listeners.iter().map(|l| l.routes.clone()).collect(),
             oauth: cfg.oauth.as_ref().map(|o| OAuth {
                 resources: routes.iter().map(|r| o.resource(&r.name)).collect(),
                 metadata: routes.iter().map(|r| o.metadata_url(&r.name)).collect(),
@@ -187,6 +189,7 @@ impl Authenticator {
     /// client certificate, if the connection has one. `now` is Unix seconds.
     pub async fn begin<'a>(
         &'a self,
+        listener: usize,
         route: usize,
         parts: &'a Parts,
         client_ip: IpAddr,
@@ -201,7 +204,13 @@ impl Authenticator {
             return Err(BearerError::Repeated.into());
         }
         let signed = hmac::present(headers);
-        let combos = self.routes.get(route).map(Vec::as_slice).unwrap_or(&[]);
+        // A route not served on this listener has no combination: refused.
+        let combos = self
+            .listeners
+            .get(listener)
+            .and_then(|l| l.get(route))
+            .and_then(Option::as_deref)
+            .unwrap_or(&[]);
         // Static tokens and JWTs share the header: where a route accepts both, a value with
         // three dot-separated parts is a JWT.
         let jwt_shaped = authorization.is_some_and(|v| jwt::shaped(v.as_bytes()));

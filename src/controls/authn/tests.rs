@@ -27,6 +27,7 @@ fn route(methods: &[&str]) -> UpstreamConfig {
         connect_timeout: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
         auth: methods.iter().map(|m| Combo::parse_for_tests(m)).collect(),
+        auth_own: None,
         required_scopes: vec![],
         oauth: None,
     }
@@ -67,10 +68,16 @@ fn authn(routes: &[&[&str]]) -> (Authenticator, String, String) {
         mtls_roles: Default::default(),
     };
     let routes: Vec<UpstreamConfig> = routes.iter().map(|r| route(r)).collect();
+    let listener = crate::config::ListenerConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        tls: None,
+        routes: routes.iter().map(|r| Some(r.auth.clone())).collect(),
+    };
     (
         Authenticator::new(
             &cfg,
             &routes,
+            &[listener],
             crate::upstream::client(Duration::from_secs(1)),
             Trust::default(),
         ),
@@ -91,7 +98,7 @@ fn run(a: &Authenticator, route: usize, p: &Parts, body: &[u8]) -> Result<Princi
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(a.begin(route, p, IpAddr::from([127, 0, 0, 1]), None, NOW))?
+    rt.block_on(a.begin(0, route, p, IpAddr::from([127, 0, 0, 1]), None, NOW))?
         .finish(p, body, NOW)
 }
 
