@@ -36,18 +36,35 @@ struct Demo {
 /// Serves the demo MCP server at `/mcp` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener) {
     let demo = Arc::new(Demo::default());
+    accept(listener, move |req| {
+        let demo = demo.clone();
+        async move { demo.handle(req).await }
+    })
+    .await
+}
+
+/// Accepts connections on `listener` and answers each request with `handle` (HTTP/1.1 and
+/// HTTP/2), until the task is dropped. Shared by the demo and conformance servers.
+async fn accept<H, Fut, B>(listener: TcpListener, handle: H)
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let demo = demo.clone();
         let builder = builder.clone();
+        let handle = handle.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let demo = demo.clone();
-                async move { Ok::<_, std::convert::Infallible>(demo.handle(req).await) }
+                let reply = handle(req);
+                async move { Ok::<_, std::convert::Infallible>(reply.await) }
             });
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         });

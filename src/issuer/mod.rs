@@ -148,6 +148,21 @@ fn oauth_error(status: StatusCode, error: &str) -> Response<Body> {
     reply(status, &json!({ "error": error }))
 }
 
+/// A refused issuer request: the OAuth error for the client, the reason for the audit record.
+fn fail(
+    status: StatusCode,
+    error: &'static str,
+    reason: &'static str,
+    subject: Option<String>,
+) -> Served {
+    Served {
+        response: oauth_error(status, error),
+        subject,
+        allowed: false,
+        reason,
+    }
+}
+
 /// `30m`, `1h`, `90s`: the seeds' duration style for `expiresIn`.
 fn duration_text(d: Duration) -> String {
     let s = d.as_secs();
@@ -229,12 +244,12 @@ impl Issuer {
             (Endpoint::Jwks, &Method::GET) => public(reply(StatusCode::OK, &self.ring().jwks())),
             (Endpoint::Token, &Method::POST) => self.token(headers, &body, ip, now_secs()),
             (Endpoint::Login, &Method::POST) => self.login(&body, ip, now_secs()).await,
-            _ => Served {
-                response: oauth_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
-                subject: None,
-                allowed: false,
-                reason: "method_not_allowed",
-            },
+            _ => fail(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                "method_not_allowed",
+                None,
+            ),
         }
     }
 
@@ -291,12 +306,6 @@ impl Issuer {
 
     /// `POST /oauth/token`, grant `client_credentials`.
     fn token(&self, headers: &HeaderMap, body: &[u8], ip: IpAddr, now: u64) -> Served {
-        let fail = |status, error: &'static str, reason, subject: Option<String>| Served {
-            response: oauth_error(status, error),
-            subject,
-            allowed: false,
-            reason,
-        };
         let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
         let one = |k: &str| -> Result<Option<&str>, ()> {
             let mut it = form.iter().filter(|(n, _)| n == k);
@@ -421,12 +430,6 @@ impl Issuer {
 
     /// `POST /auth/login`.
     async fn login(&self, body: &[u8], ip: IpAddr, now: u64) -> Served {
-        let fail = |status, error: &'static str, reason, subject: Option<String>| Served {
-            response: oauth_error(status, error),
-            subject,
-            allowed: false,
-            reason,
-        };
         let Ok(req) = serde_json::from_slice::<Value>(body) else {
             return fail(
                 StatusCode::BAD_REQUEST,

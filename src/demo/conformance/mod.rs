@@ -22,9 +22,6 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use rand::RngCore;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -142,22 +139,11 @@ struct Server {
 /// Serves the conformance MCP server at `/mcp` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener) {
     let server = Arc::new(Server::default());
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    super::accept(listener, move |req| {
         let server = server.clone();
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
-            });
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-        });
-    }
+        async move { server.handle(req).await }
+    })
+    .await
 }
 
 fn respond(status: StatusCode, msg: Option<Value>) -> Response<Body> {
