@@ -50,6 +50,7 @@ fn authenticator(cache: u64) -> (Authenticator, String) {
         Authenticator::new(
             &cfg.auth,
             &cfg.upstreams,
+            &cfg.hub,
             &cfg.listeners,
             client,
             Trust::default(),

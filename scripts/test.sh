@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp, mcp_server_time' 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install --quiet 'mcp==2.3.0'
+  .venv/bin/pip install --quiet 'mcp==2.3.0' 'mcp-server-time==2026.10.19'
 fi
 # npm ls fails when anything in tests/peers/package.json is missing or at another version.
 if ! (cd tests/peers && npm ls --silent >/dev/null 2>&1); then

@@ -78,6 +78,8 @@ pub async fn start(
     for u in &config.upstreams {
         let uri = match &u.target {
             UpstreamTarget::Url(uri) => uri.clone(),
+            // Reached through the hub's stdio link, never over HTTP.
+            UpstreamTarget::Stdio(_) => Uri::from_static("http://stdio.invalid/"),
             UpstreamTarget::BuiltinDemo => {
                 let addr = crate::demo::spawn(([127, 0, 0, 1], 0).into())
                     .await
@@ -87,7 +89,7 @@ pub async fn start(
                     .map_err(|e| e.to_string())?
             }
         };
-        routes.push(Upstream::new(u, uri, client.clone()));
+        routes.push(Arc::new(Upstream::new(u, uri, client.clone())));
     }
     let key = audit::load_or_create_key(&config.data_dir)
         .map_err(|e| format!("audit signing key in {}: {e}", config.data_dir.display()))?;
@@ -153,12 +155,14 @@ pub async fn start(
         config.data_dir.clone(),
         trust.clone(),
     ));
+    let hub = crate::hub::Hub::new(&config, &routes, audit.clone());
     let gw = Arc::new(Gateway {
         origin: origins[0].clone(),
         origins,
         authn: Authenticator::new(
             &config.auth,
             &config.upstreams,
+            &config.hub,
             &config.listeners,
             client.clone(),
             trust,
@@ -167,11 +171,13 @@ pub async fn start(
         sessions: SessionStore::new(&config.sessions),
         idempotency: Idempotency::new(&config.idempotency),
         routes,
+        hub,
         audit,
         metrics,
         config,
     });
     gw.authn.prefetch().await;
+    gw.hub.boot().await;
     Ok(Running {
         addr: bound[0].addr,
         scheme: if bound[0].tls.is_some() {
@@ -214,6 +220,7 @@ impl Running {
         for s in servers {
             let _ = s.await;
         }
+        self.gw.hub.shutdown().await;
         drop(self.gw);
         self.writer.shutdown().await;
     }

@@ -14,6 +14,7 @@ use crate::controls::idempotency::IdempotencyError;
 use crate::controls::mirror::MirrorError;
 use crate::controls::origin::OriginError;
 use crate::controls::session::SessionError;
+use crate::hub::HubError;
 use crate::proto::codes::rpc;
 use crate::proto::json::JsonError;
 use crate::proto::{EnvelopeError, McpCode};
@@ -59,6 +60,9 @@ pub enum Rejection {
     /// The upstream's answer.
     #[error(transparent)]
     Response(#[from] ResponseError),
+    /// The hub (`/mcp`, stdio routes).
+    #[error(transparent)]
+    Hub(#[from] HubError),
 }
 
 /// What a rejection looks like on the wire and in the audit trail.
@@ -438,6 +442,82 @@ impl Rejection {
                     "read_error",
                 ),
             },
+            Rejection::Hub(e) => hub(e),
         }
+    }
+}
+
+fn hub(e: &HubError) -> Mapping {
+    use McpCode as C;
+    use StatusCode as S;
+    let down = |reason| {
+        upstream(
+            S::BAD_GATEWAY,
+            C::BackendUnavailable,
+            "Upstream error",
+            reason,
+        )
+    };
+    let in_band = |rpc, code, message, reason| Mapping {
+        status: S::BAD_REQUEST,
+        rpc,
+        code,
+        message,
+        control: "hub",
+        reason,
+        in_band: true,
+    };
+    let bad = |rpc, message, reason| m(S::BAD_REQUEST, rpc, C::InvalidArgs, message, "hub", reason);
+    match e {
+        HubError::Upstream(_) => down("upstream_error"),
+        HubError::Unavailable(_) => down("upstream_unavailable"),
+        HubError::NoResponse => down("no_response"),
+        HubError::SessionGone => down("upstream_session_expired"),
+        HubError::TooManyChildren => down("too_many_children"),
+        HubError::Sandbox(_) => down("sandbox_refused"),
+        HubError::Timeout => upstream(
+            S::GATEWAY_TIMEOUT,
+            C::Timeout,
+            "Upstream timeout",
+            "timeout",
+        ),
+        HubError::Unknown(_) => in_band(
+            rpc::INVALID_PARAMS,
+            C::UnknownTool,
+            "Unknown tool, prompt or resource",
+            "unknown_name",
+        ),
+        HubError::InvalidParams(_) => in_band(
+            rpc::INVALID_PARAMS,
+            C::InvalidArgs,
+            "Invalid params",
+            "invalid_params",
+        ),
+        HubError::MethodNotFound { modern: false } => in_band(
+            rpc::METHOD_NOT_FOUND,
+            C::NoHandler,
+            "Method not found",
+            "method_not_found",
+        ),
+        // 2026-07-28: an unknown method is HTTP 404 with -32601.
+        HubError::MethodNotFound { modern: true } => m(
+            S::NOT_FOUND,
+            rpc::METHOD_NOT_FOUND,
+            C::NoHandler,
+            "Method not found",
+            "hub",
+            "method_not_found",
+        ),
+        HubError::MissingMetaVersion => bad(
+            rpc::INVALID_PARAMS,
+            "Invalid params",
+            "meta_version_missing",
+        ),
+        HubError::UnsupportedVersion(_) => bad(
+            rpc::UNSUPPORTED_VERSION,
+            "Unsupported protocol version",
+            "unsupported_version",
+        ),
+        HubError::UnknownAnswer => bad(rpc::INVALID_REQUEST, "Invalid request", "unknown_answer"),
     }
 }

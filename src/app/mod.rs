@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod error;
+mod hubroute;
 mod ops;
 pub use ops::LATENCY_BUCKETS;
 pub mod pipeline;
@@ -19,7 +20,10 @@ use crate::controls::authn::Authenticator;
 use crate::controls::idempotency::Idempotency;
 use crate::controls::origin::OriginGuard;
 use crate::controls::session::SessionStore;
+use crate::hub::Hub;
 use crate::upstream::Upstream;
+
+pub(crate) use trace::new_request_id;
 
 /// Everything a request needs, built once at start-up and shared immutably (interior state only
 /// in the session store and the audit queue).
@@ -27,8 +31,10 @@ use crate::upstream::Upstream;
 pub struct Gateway {
     /// Validated configuration.
     pub config: Config,
-    /// Upstreams; a route's index is its position.
-    pub routes: Vec<Upstream>,
+    /// Upstreams; a route's index is its position (the hub's route is `routes.len()`).
+    pub routes: Vec<Arc<Upstream>>,
+    /// The aggregated endpoint `/mcp`, and stdio upstreams' own routes.
+    pub hub: Hub,
     /// Host/Origin checks of the primary listener (operational endpoints are served there only).
     pub origin: OriginGuard,
     /// Host/Origin checks per listener (a listener's loopback-ness decides its Host rule).
@@ -50,8 +56,12 @@ pub struct Gateway {
 impl Gateway {
     /// The route index for `/mcp/{name}` on `listener`, if it is served there.
     pub fn route(&self, listener: usize, path: &str) -> Option<usize> {
-        let name = path.strip_prefix("/mcp/")?;
-        let r = self.routes.iter().position(|u| u.name == name)?;
+        let r = if path == "/mcp" {
+            self.hub.route
+        } else {
+            let name = path.strip_prefix("/mcp/")?;
+            self.routes.iter().position(|u| u.name == name)?
+        };
         self.config
             .listeners
             .get(listener)

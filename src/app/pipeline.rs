@@ -26,15 +26,17 @@ use crate::controls::authn::Principal;
 use crate::controls::idempotency::{Claim, Stored};
 use crate::controls::session::{Binding, SessionError};
 use crate::controls::{body as request_body, mirror, session};
+use crate::hub::StreamEnd;
 use crate::issuer::Endpoint;
 use crate::proto::{codes, Envelope, Id, Kind};
 use crate::upstream::{self, RelayEnd};
+use tokio::sync::{mpsc, oneshot};
 
 const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// What the MCP pipeline produced.
-enum Outcome {
+pub(super) enum Outcome {
     /// A complete response and its body size.
     Done(Response<Body>, u64),
     /// A stored answer to a repeated `Idempotency-Key`; the upstream was not called.
@@ -44,6 +46,13 @@ enum Outcome {
         parts: http::response::Parts,
         upstream: Incoming,
         id: Option<Id>,
+    },
+    /// SSE written by the hub (a routed call's messages, or a session's listen stream); the
+    /// audit record is written when it ends.
+    Events {
+        parts: http::response::Parts,
+        events: mpsc::Receiver<Bytes>,
+        end: Option<oneshot::Receiver<StreamEnd>>,
     },
 }
 
@@ -57,7 +66,7 @@ struct Seen {
 }
 
 /// The session situation of a POST.
-enum SessionCtx {
+pub(super) enum SessionCtx {
     /// A live session of this principal on this route.
     Bound(Binding),
     /// `initialize` without a session: one is minted when the upstream accepts it.
@@ -65,6 +74,8 @@ enum SessionCtx {
     /// A 2026-07-28 (stateless) request: no session at all.
     Stateless,
 }
+
+pub(super) use SessionCtx as Session;
 
 impl SessionCtx {
     fn upstream_id(&self) -> Option<&HeaderValue> {
@@ -168,6 +179,33 @@ pub async fn handle(
                         code,
                         s.bytes_out,
                     ));
+                },
+            );
+            Response::from_parts(parts, body)
+        }
+        Ok(Outcome::Events {
+            mut parts,
+            events,
+            end,
+        }) => {
+            parts.headers.insert(
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            );
+            let status = parts.status.as_u16();
+            let body = super::hubroute::stream(
+                events,
+                end,
+                gw.config.sessions.sse_keepalive,
+                move |end, n| {
+                    let (reason, code) = match end {
+                        StreamEnd::Complete => ("ok", None),
+                        StreamEnd::ClientGone => ("client_gone", None),
+                        StreamEnd::UpstreamFailed => {
+                            ("upstream_failed_mid_stream", Some("MCP-003"))
+                        }
+                    };
+                    slot.write(trace.finish(Decision::Allow, "hub", reason, status, code, n));
                 },
             );
             Response::from_parts(parts, body)
@@ -280,8 +318,10 @@ async fn mcp(
         .route(conn.listener, req.uri().path())
         .ok_or(Rejection::NoRoute)?;
     seen.route = Some(route);
-    let upstream = &gw.routes[route];
-    trace.upstream(&upstream.name);
+    // The hub's route has no single upstream (`*`); a proxied route has its own.
+    let upstream = gw.routes.get(route);
+    trace.upstream(upstream.map_or("*", |u| &u.name));
+    let upstream = || gw.routes.get(route).ok_or(Rejection::NoRoute);
     // 2. Transport guard: Host and Origin (DNS rebinding). Header-only, so it runs before any
     //    body is read.
     gw.origins[conn.listener].check(req.headers(), req.uri())?;
@@ -346,17 +386,28 @@ async fn mcp(
                 }
                 Kind::Request | Kind::Notification | Kind::Response => None,
             };
-            // 11. Upstream: the original bytes, the upstream's credentials, never the client's.
-            let resp = upstream
-                .send(
-                    Method::POST,
-                    &parts.headers,
-                    session.upstream_id(),
-                    env.bytes().clone(),
+            // 11. Route. The hub (`/mcp`, stdio upstreams) terminates MCP: it answers or routes
+            //     the message to the upstream that owns it, under the upstream's credentials.
+            let outcome = if let Some(view) = gw.hub.view(route) {
+                super::hubroute::post(
+                    gw, view, &env, session, &principal, route, request_id, modern,
                 )
-                .await?;
-            // 12. Response checks: exactly one response per id; our session id replaces theirs.
-            let outcome = post_response(gw, resp, &env, session, &principal, route).await?;
+                .await?
+            } else {
+                // Otherwise the original bytes go to the route's upstream, with the upstream's
+                // credentials, never the client's.
+                let resp = upstream()?
+                    .send(
+                        Method::POST,
+                        &parts.headers,
+                        session.upstream_id(),
+                        env.bytes().clone(),
+                    )
+                    .await?;
+                // 12. Response checks: exactly one response per id; our session id replaces
+                //     theirs.
+                post_response(gw, resp, &env, session, &principal, route).await?
+            };
             match claim {
                 Some(claim) => remember(gw, claim, outcome, request_id, now).await,
                 None => Ok(outcome),
@@ -367,8 +418,15 @@ async fn mcp(
             // completes over the empty body.
             let principal = pending.finish(&parts, &[], now)?;
             trace.principal(&principal);
+            if gw.hub.view(route).is_some() {
+                if is_modern(&parts.headers) {
+                    return Err(Rejection::MethodNotAllowed);
+                }
+                let binding = lookup(gw, &parts.headers, &principal, route)?;
+                return super::hubroute::listen(gw, binding);
+            }
             let binding = lookup(gw, &parts.headers, &principal, route)?;
-            let resp = upstream
+            let resp = upstream()?
                 .send(
                     Method::GET,
                     &parts.headers,
@@ -398,7 +456,11 @@ async fn mcp(
             let binding = gw
                 .sessions
                 .remove(header, &principal, route, Instant::now())?;
-            let resp = upstream
+            if gw.hub.view(route).is_some() {
+                gw.hub.end_session(binding.id);
+                return Ok(Outcome::Done(Response::new(body::empty()), 0));
+            }
+            let resp = upstream()?
                 .send(
                     Method::DELETE,
                     &parts.headers,
@@ -439,6 +501,21 @@ async fn remember(
             let (parts, b) = resp.into_parts();
             let bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
             (parts, bytes, true)
+        }
+        Outcome::Events {
+            parts,
+            mut events,
+            end,
+        } => {
+            let mut all = Vec::new();
+            while let Some(b) = events.recv().await {
+                all.extend_from_slice(&b);
+            }
+            let complete = match end {
+                Some(e) => matches!(e.await, Ok(StreamEnd::Complete)),
+                None => false,
+            };
+            (parts, Bytes::from(all), complete)
         }
         Outcome::Stream {
             parts,
@@ -532,6 +609,10 @@ fn post_session(
 /// Ends sessions upstream that the gateway evicted or reaped, off the request path.
 pub(crate) fn end_upstream_sessions(gw: &Shared, ended: Vec<session::Ended>) {
     for e in ended {
+        if gw.hub.view(e.route).is_some() {
+            gw.hub.end_session(e.id);
+            continue;
+        }
         let Some(sid) = e.upstream_id else { continue };
         let gw = gw.clone();
         tokio::spawn(async move {
@@ -668,7 +749,12 @@ pub(crate) fn reject(rej: &Rejection, id: Option<&Id>, request_id: &str) -> (Res
     } else {
         m.status
     };
-    let text = codes::error_body(id, m.rpc, m.message, m.code, request_id);
+    let text = match rej {
+        Rejection::Hub(crate::hub::HubError::UnsupportedVersion(v)) => {
+            crate::hub::era::unsupported_version_body(id, v, request_id)
+        }
+        _ => codes::error_body(id, m.rpc, m.message, m.code, request_id),
+    };
     let n = text.len() as u64;
     let mut resp = Response::new(body::full(text));
     *resp.status_mut() = status;

@@ -39,6 +39,7 @@ pub async fn serve(
                 tick.tick().await;
                 let ended = gw.sessions.reap(Instant::now());
                 pipeline::end_upstream_sessions(&gw, ended);
+                gw.hub.reap();
             }
         })
     });

@@ -41,6 +41,15 @@ pub(crate) fn serve<B>(gw: &Shared, req: &Request<B>) -> Option<Response<Body>> 
             }
             (oauth.resource_base.clone(), all)
         }
+        "/mcp" if gw.config.hub.enabled => (
+            oauth.hub_resource(),
+            gw.config
+                .hub
+                .required_scopes
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        ),
         _ => {
             let name = rest.strip_prefix("/mcp/")?;
             let Some(r) = routes.iter().find(|r| r.name == name) else {

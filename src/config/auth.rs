@@ -244,6 +244,19 @@ impl OAuthConfig {
         format!("{}/mcp/{name}", self.resource_base)
     }
 
+    /// The hub's (`/mcp`) resource identifier.
+    pub fn hub_resource(&self) -> String {
+        format!("{}/mcp", self.resource_base)
+    }
+
+    /// Where the hub's Protected Resource Metadata is served.
+    pub fn hub_metadata_url(&self) -> String {
+        format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            self.resource_base
+        )
+    }
+
     /// Where the Protected Resource Metadata of route `name` is served.
     pub fn metadata_url(&self, name: &str) -> String {
         format!(

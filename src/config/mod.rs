@@ -3,6 +3,7 @@
 //! reported together, with its key and why; nothing else in the gateway reads configuration.
 
 mod auth;
+mod hub;
 mod issuer;
 mod jwt;
 mod raw;
@@ -12,6 +13,9 @@ mod validated;
 pub use auth::{
     AuthConfig, BearerToken, Canonical, Combo, Grant, HmacClient, HmacConfig, Method, OAuthConfig,
     Secret,
+};
+pub use hub::{
+    HubConfig, Isolation, Landlock, RawSandbox, SandboxConfig, StdioLimits, StdioTarget,
 };
 pub use issuer::{IssuerClient, IssuerConfig, IssuerUser};
 pub use jwt::{JwtConfig, JwtKey};

@@ -45,6 +45,12 @@ pub struct RawConfig {
     /// Settings that weaken security; each one is logged loudly at start.
     #[serde(default)]
     pub dangerous: RawDangerous,
+    /// The aggregated endpoint `/mcp` (every upstream behind one MCP server).
+    #[serde(default)]
+    pub hub: super::hub::RawHub,
+    /// Limits shared by every stdio upstream.
+    #[serde(default)]
+    pub stdio: super::hub::RawStdio,
     /// The MCP servers behind the gateway.
     #[serde(default)]
     pub upstream: Vec<RawUpstream>,
@@ -115,6 +121,8 @@ pub struct RawListener {
     pub methods: Option<Vec<String>>,
     /// Routes served here (default: all).
     pub routes: Option<Vec<String>>,
+    /// Serve the aggregated endpoint `/mcp` here (default: true when `routes` is not set).
+    pub hub: Option<bool>,
 }
 
 /// `[tls]`
@@ -387,6 +395,25 @@ pub struct RawUpstream {
     pub url: Option<String>,
     /// A server bundled with the gateway instead of `url`: `demo`.
     pub builtin: Option<String>,
+    /// A stdio server the gateway starts instead of `url`: an absolute path or a program name
+    /// found on the gateway's `PATH` at start-up.
+    pub command: Option<String>,
+    /// Arguments of `command`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment of `command`'s child, besides a minimal base (`PATH`, `HOME`, `LANG`); no
+    /// other variable of the gateway reaches it. `${VAR}` reads the gateway's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `lazy` (default: on first use) or `boot`.
+    pub start: Option<String>,
+    /// What the stdio child may do.
+    pub sandbox: Option<super::hub::RawSandbox>,
+    /// Who shares one upstream session or child: `per-session`, `per-principal` (default) or
+    /// `shared`.
+    pub isolation: Option<String>,
+    /// Aggregate this upstream at `/mcp` (default true).
+    pub hub: Option<bool>,
     /// Headers the gateway sends upstream (its own credentials); `${VAR}` reads the environment.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

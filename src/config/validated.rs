@@ -50,6 +50,10 @@ pub struct Config {
     pub allow_unauthenticated_non_loopback: bool,
     /// Upstreams, in file order; names are unique.
     pub upstreams: Vec<UpstreamConfig>,
+    /// The aggregated endpoint `/mcp`; its route index is `upstreams.len()`.
+    pub hub: super::HubConfig,
+    /// Limits of stdio children.
+    pub stdio: super::StdioLimits,
 }
 
 /// `[limits]`, validated.
@@ -105,8 +109,8 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
     /// TLS.
     pub tls: Option<super::TlsConfig>,
-    /// Per route (by index): the accepted authentication there, or `None` if the route is not
-    /// served on this listener.
+    /// Per route (by index; the hub last, at `upstreams.len()`): the accepted authentication
+    /// there, or `None` if the route is not served on this listener.
     pub routes: Vec<Option<Vec<Combo>>>,
 }
 
@@ -128,6 +132,8 @@ pub enum UpstreamTarget {
     Url(Uri),
     /// The bundled demo server, started in-process on a loopback port.
     BuiltinDemo,
+    /// A stdio server the gateway starts and supervises.
+    Stdio(super::StdioTarget),
 }
 
 /// One upstream, validated.
@@ -151,6 +157,10 @@ pub struct UpstreamConfig {
     pub required_scopes: Vec<String>,
     /// The gateway's own OAuth credential for the upstream.
     pub oauth: Option<UpstreamOAuth>,
+    /// Who shares one upstream session or child.
+    pub isolation: super::Isolation,
+    /// Aggregated at `/mcp`.
+    pub in_hub: bool,
 }
 
 /// `[upstream.oauth]`, validated.
@@ -389,6 +399,8 @@ impl Config {
             .dangerous
             .allow_unauthenticated_non_loopback
             .unwrap_or(false);
+        let hub = super::hub::hub(raw.hub, &auth, &mut e);
+        let stdio = super::hub::stdio_limits(raw.stdio, &mut e);
         let mut upstreams: Vec<UpstreamConfig> = Vec::new();
         for (i, u) in raw.upstream.into_iter().enumerate() {
             if let Some(up) = upstream(i, u, env, &auth, &mut e) {
@@ -407,6 +419,7 @@ impl Config {
             .methods
             .iter()
             .chain(upstreams.iter().flat_map(|u| u.auth.iter()))
+            .chain(hub.auth.iter())
             .any(|c| c.has(super::Method::Mtls));
         if mtls_used && !mtls_ready {
             e.push(
@@ -417,7 +430,11 @@ impl Config {
         let mut listeners = vec![ListenerConfig {
             listen,
             tls: tls.clone(),
-            routes: upstreams.iter().map(|u| Some(u.auth.clone())).collect(),
+            routes: upstreams
+                .iter()
+                .map(|u| Some(u.auth.clone()))
+                .chain([hub.enabled.then(|| hub.auth.clone())])
+                .collect(),
         }];
         for (i, l) in raw.listener.into_iter().enumerate() {
             let p = format!("listener[{i}]");
@@ -448,16 +465,19 @@ impl Config {
                     }
                 }
             }
+            let pick = |own: &Option<Vec<Combo>>| match (own, &methods) {
+                (Some(own), _) => own.clone(),
+                (None, Some(m)) => m.clone(),
+                (None, None) => auth.methods.clone(),
+            };
+            let hub_here = hub.enabled && l.hub.unwrap_or(l.routes.is_none());
             let routes = upstreams
                 .iter()
                 .map(|u| {
                     let served = l.routes.as_ref().is_none_or(|r| r.contains(&u.name));
-                    served.then(|| match (&u.auth_own, &methods) {
-                        (Some(own), _) => own.clone(),
-                        (None, Some(m)) => m.clone(),
-                        (None, None) => auth.methods.clone(),
-                    })
+                    served.then(|| pick(&u.auth_own))
                 })
+                .chain([hub_here.then(|| pick(&hub.auth_own))])
                 .collect();
             listeners.push(ListenerConfig {
                 listen: addr,
@@ -470,7 +490,12 @@ impl Config {
             let served = || {
                 l.routes
                     .iter()
-                    .zip(&upstreams)
+                    .zip(
+                        upstreams
+                            .iter()
+                            .map(|u| u.name.as_str())
+                            .chain(["/mcp (hub)"]),
+                    )
                     .filter_map(|(c, u)| c.as_ref().map(|c| (c, u)))
             };
             let mtls_ready = l.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
@@ -482,7 +507,7 @@ impl Config {
             }
             let open: Vec<&str> = served()
                 .filter(|(c, _)| AuthConfig::allows_none(c))
-                .map(|(_, u)| u.name.as_str())
+                .map(|(_, u)| u)
                 .collect();
             if !l.listen.ip().is_loopback() && !open.is_empty() && !allow_open {
                 e.push(
@@ -500,6 +525,9 @@ impl Config {
             .filter(|u| AuthConfig::allows_none(&u.auth))
             .map(|u| u.name.as_str())
             .collect();
+        if hub.enabled && AuthConfig::allows_none(&hub.auth) {
+            open.push("/mcp (hub)");
+        }
         if open.is_empty() && AuthConfig::allows_none(&auth.methods) {
             open.push("auth.methods");
         }
@@ -535,6 +563,8 @@ impl Config {
             issuer,
             allow_unauthenticated_non_loopback: allow_open,
             upstreams,
+            hub,
+            stdio,
         })
     }
 }
@@ -555,7 +585,26 @@ fn upstream(
             "required: 1-64 characters of a-z, 0-9 and -",
         );
     }
+    let isolation = super::hub::isolation(&p, u.isolation.as_deref(), e);
+    let stdio = u.command.map(|command| super::hub::RawStdioUpstream {
+        command,
+        args: u.args,
+        env: u.env,
+        start: u.start,
+        sandbox: u.sandbox,
+    });
     let target = match (u.url, u.builtin.as_deref()) {
+        _ if stdio.is_some() && (u.builtin.is_some()) => {
+            e.push(&p, "set one of url, builtin or command");
+            None
+        }
+        (Some(_), None) if stdio.is_some() => {
+            e.push(&p, "set one of url, builtin or command");
+            None
+        }
+        (None, None) if stdio.is_some() => stdio
+            .and_then(|s| super::hub::stdio_target(&p, s, env, e))
+            .map(UpstreamTarget::Stdio),
         (Some(url), None) => match expand(&url, env)
             .and_then(|s| s.parse::<Uri>().map_err(|x| x.to_string()))
         {
@@ -586,7 +635,7 @@ fn upstream(
             None
         }
         (None, None) => {
-            e.push(&p, "url is required");
+            e.push(&p, "url (or builtin, or command) is required");
             None
         }
     };
@@ -729,5 +778,7 @@ fn upstream(
         auth_own,
         required_scopes,
         oauth,
+        isolation,
+        in_hub: u.hub.unwrap_or(true),
     })
 }

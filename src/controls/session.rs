@@ -110,6 +110,8 @@ pub struct SessionStore {
 /// A session evicted or reaped, so the caller can end it upstream too.
 #[derive(Debug)]
 pub struct Ended {
+    /// Our id.
+    pub id: SessionId,
     /// Route index.
     pub route: usize,
     /// The upstream's session id.
@@ -220,10 +222,11 @@ impl SessionStore {
         let mut ended = Vec::new();
         for shard in &self.shards {
             let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            map.retain(|_, e| {
+            map.retain(|id, e| {
                 let keep = now.saturating_duration_since(e.last_seen) <= self.idle;
                 if !keep {
                     ended.push(Ended {
+                        id: *id,
                         route: e.route,
                         upstream_id: e.upstream_id.take(),
                     });
@@ -255,10 +258,11 @@ impl SessionStore {
         let mut ended = Vec::new();
         for shard in &self.shards {
             let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            map.retain(|_, e| {
+            map.retain(|id, e| {
                 let keep = ended.len() >= n || now.saturating_duration_since(e.last_seen) < cutoff;
                 if !keep {
                     ended.push(Ended {
+                        id: *id,
                         route: e.route,
                         upstream_id: e.upstream_id.take(),
                     });

@@ -76,6 +76,8 @@ pub mod rpc {
     /// 2026-07-28 `HeaderMismatch`: a mirrored header (`Mcp-Method`, `Mcp-Name`) is missing or
     /// disagrees with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
+    /// 2026-07-28 `UnsupportedProtocolVersion`: `data` names the supported and requested ones.
+    pub const UNSUPPORTED_VERSION: i64 = -32022;
 }
 
 /// Builds the JSON-RPC error body: `{"jsonrpc":"2.0","id":…,"error":{"code":…,"message":…,

@@ -42,7 +42,7 @@ impl Id {
         }
     }
 
-    fn parse(raw: &[u8]) -> Option<Id> {
+    pub(crate) fn parse(raw: &[u8]) -> Option<Id> {
         match raw.first()? {
             b'"' => Some(Id::Str(json::unescape(raw).into())),
             // `-0` is refused: serde_json (and JavaScript) read it as the float -0.0, so the

@@ -105,6 +105,15 @@ fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Builds one SSE event carrying the (single-line) JSON message `json` as its data.
+pub fn message_event_bytes(json: &[u8]) -> Bytes {
+    let mut s = Vec::with_capacity(json.len() + 24);
+    s.extend_from_slice(b"event: message\ndata: ");
+    s.extend_from_slice(json);
+    s.extend_from_slice(b"\n\n");
+    Bytes::from(s)
+}
+
 /// Builds one SSE event carrying `json` as its data.
 pub fn message_event(json: &str) -> Bytes {
     let mut s = String::with_capacity(json.len() + 24);

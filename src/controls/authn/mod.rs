@@ -146,6 +146,7 @@ impl Authenticator {
     pub fn new(
         cfg: &AuthConfig,
         routes: &[UpstreamConfig],
+        hub: &crate::config::HubConfig,
         listeners: &[ListenerConfig],
         client: HttpClient,
         trust: Trust,
@@ -160,9 +161,22 @@ impl Authenticator {
             },
             listeners: listeners.iter().map(|l| l.routes.clone()).collect(),
             oauth: cfg.oauth.as_ref().map(|o| OAuth {
-                resources: routes.iter().map(|r| o.resource(&r.name)).collect(),
-                metadata: routes.iter().map(|r| o.metadata_url(&r.name)).collect(),
-                required: routes.iter().map(|r| r.required_scopes.clone()).collect(),
+                // The hub (`/mcp`) is the route after the upstreams.
+                resources: routes
+                    .iter()
+                    .map(|r| o.resource(&r.name))
+                    .chain([o.hub_resource()])
+                    .collect(),
+                metadata: routes
+                    .iter()
+                    .map(|r| o.metadata_url(&r.name))
+                    .chain([o.hub_metadata_url()])
+                    .collect(),
+                required: routes
+                    .iter()
+                    .map(|r| r.required_scopes.clone())
+                    .chain([hub.required_scopes.clone()])
+                    .collect(),
             }),
             tokens: bearer::Tokens::new(&cfg.bearer),
             hmac: hmac::Verifier::new(cfg.hmac.clone(), store),

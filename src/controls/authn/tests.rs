@@ -30,6 +30,8 @@ fn route(methods: &[&str]) -> UpstreamConfig {
         auth_own: None,
         required_scopes: vec![],
         oauth: None,
+        isolation: crate::config::Isolation::PerPrincipal,
+        in_hub: true,
     }
 }
 
@@ -77,6 +79,12 @@ fn authn(routes: &[&[&str]]) -> (Authenticator, String, String) {
         Authenticator::new(
             &cfg,
             &routes,
+            &crate::config::HubConfig {
+                enabled: false,
+                auth: Vec::new(),
+                auth_own: None,
+                required_scopes: Vec::new(),
+            },
             &[listener],
             crate::upstream::client(Duration::from_secs(1)),
             Trust::default(),

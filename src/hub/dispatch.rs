@@ -1,0 +1,633 @@
+//! What the hub does with each message a client sends: answer it itself (`initialize`,
+//! `server/discover`, `ping`, the merged lists), route it to the upstream that owns it (calls,
+//! reads, completions), or deliver it to the upstream waiting for it (answers to relayed
+//! requests, cancellations).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::conn::{Conn, ListKind};
+use super::link::Answer;
+use super::session::HubSession;
+use super::wire::{self, ParamEdits};
+use super::{era, names, Hub, HubError, View};
+use crate::proto::{codes, sse, Envelope, Id, Kind, McpCode};
+
+/// The hub's answer to one POST.
+#[derive(Debug)]
+pub enum Reply {
+    /// A JSON-RPC response (HTTP 200, `application/json`).
+    Json(Bytes),
+    /// Accepted (HTTP 202, no body): notifications and answers.
+    Accepted,
+    /// An SSE stream: the upstream's messages about the request, then its response.
+    Stream(mpsc::Receiver<Bytes>, oneshot::Receiver<StreamEnd>),
+}
+
+/// How a streamed answer ended, for the audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The response was delivered.
+    Complete,
+    /// The upstream failed before responding; an error response was sent instead.
+    UpstreamFailed,
+    /// The client went away.
+    ClientGone,
+}
+
+/// Methods answered or routed by the hub. Anything else gets -32601.
+fn list_kind(method: &str) -> Option<ListKind> {
+    Some(match method {
+        "tools/list" => ListKind::Tools,
+        "prompts/list" => ListKind::Prompts,
+        "resources/list" => ListKind::Resources,
+        "resources/templates/list" => ListKind::Templates,
+        _ => return None,
+    })
+}
+
+impl Hub {
+    /// Serves one message of session `s` on `view`. `request_id` goes into errors sent on
+    /// streams.
+    pub async fn post(
+        &self,
+        view: View,
+        env: &Envelope,
+        s: &Arc<HubSession>,
+        request_id: &str,
+    ) -> Result<Reply, HubError> {
+        match env.kind() {
+            Kind::Response => self.answer(env, s).await,
+            Kind::Notification => {
+                self.notification(view, env, s).await;
+                Ok(Reply::Accepted)
+            }
+            Kind::Request => self.request(view, env, s, request_id).await,
+        }
+    }
+
+    /// `initialize`: the hub's own answer, after starting (or reusing) the caller's upstream
+    /// sessions so that the capabilities are what they offer.
+    pub async fn initialize(&self, view: View, s: &Arc<HubSession>) -> Bytes {
+        let conns = self.connect_all(view, s).await;
+        let refs: Vec<&Conn> = conns.iter().map(|(_, c)| &**c).collect();
+        Bytes::from(era::initialize_result(&s.version, era::capabilities(&refs)))
+    }
+
+    async fn request(
+        &self,
+        view: View,
+        env: &Envelope,
+        s: &Arc<HubSession>,
+        request_id: &str,
+    ) -> Result<Reply, HubError> {
+        let id = env.id().ok_or(HubError::InvalidParams("id"))?;
+        let method = env.method().unwrap_or_default();
+        let modern = s.is_modern();
+        let result = |r: &[u8]| {
+            Ok(Reply::Json(wire::response(
+                id,
+                "result",
+                &era::fit_result(r, method, modern),
+            )))
+        };
+        match method {
+            "ping" if !modern => result(b"{}"),
+            "server/discover" if modern => {
+                let conns = self.connect_all(view, s).await;
+                let refs: Vec<&Conn> = conns.iter().map(|(_, c)| &**c).collect();
+                result(&era::discover_result(era::capabilities(&refs)))
+            }
+            "logging/setLevel" if !modern => {
+                for (_, c) in self.connect_all(view, s).await {
+                    if c.offers("logging") {
+                        let _ = c.call(method, env.params()).await;
+                    }
+                }
+                result(b"{}")
+            }
+            m => {
+                if let Some(kind) = list_kind(m) {
+                    if env
+                        .params()
+                        .and_then(|p| wire::member(p, "cursor"))
+                        .is_some()
+                    {
+                        // The hub answers with whole lists and never hands out a cursor.
+                        return Err(HubError::InvalidParams("unknown cursor"));
+                    }
+                    let merged = self.merged(view, kind, s).await;
+                    return result(&merged);
+                }
+                let (u, edits) = self.route(view, m, env, s).await?;
+                self.call(u, env, id, edits, s, request_id).await
+            }
+        }
+    }
+
+    /// Every upstream session of the view for this caller; failures are logged and skipped
+    /// (a down upstream must not break the others).
+    async fn connect_all(&self, view: View, s: &Arc<HubSession>) -> Vec<(usize, Arc<Conn>)> {
+        let members = self.members(view);
+        let all = futures_util::future::join_all(members.iter().map(|u| self.conn(*u, s))).await;
+        let mut out = Vec::with_capacity(all.len());
+        for (u, r) in members.into_iter().zip(all) {
+            match r {
+                Ok(c) => out.push((u, c)),
+                Err(e) => {
+                    tracing::warn!(target: "palisade::hub", upstream = %self.ups[u].name, error = %e, "upstream left out")
+                }
+            }
+        }
+        out
+    }
+
+    /// The merged list of `kind` (result object), namespaced on `/mcp`.
+    async fn merged(&self, view: View, kind: ListKind, s: &Arc<HubSession>) -> Vec<u8> {
+        let conns = self.connect_all(view, s).await;
+        let lists = futures_util::future::join_all(conns.iter().map(|(_, c)| c.list(kind))).await;
+        let mut items = Vec::new();
+        let mut seen = HashSet::new();
+        for ((u, _), list) in conns.iter().zip(lists) {
+            let up = &self.ups[*u].name;
+            let list = match list {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(target: "palisade::hub", upstream = %up, error = %e, "{} left out", kind.method());
+                    continue;
+                }
+            };
+            for item in list.iter() {
+                let mut item = item.clone();
+                let key = match kind {
+                    ListKind::Tools | ListKind::Prompts => {
+                        let Some(name) = item.get("name").and_then(Value::as_str) else {
+                            continue;
+                        };
+                        if view == View::All {
+                            match names::join(up, name) {
+                                Ok(n) => item["name"] = Value::String(n),
+                                Err(e) => {
+                                    tracing::error!(target: "palisade::hub", upstream = %up, error = %e, "{} left out of the merged list", kind.member());
+                                    continue;
+                                }
+                            }
+                        }
+                        item["name"].as_str().unwrap_or_default().to_owned()
+                    }
+                    ListKind::Resources => item
+                        .get("uri")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    ListKind::Templates => item
+                        .get("uriTemplate")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                };
+                // Two upstreams offering the same resource URI, or one upstream listing a name
+                // twice: reported, and the first one wins for routing too.
+                if !seen.insert(key.clone()) {
+                    tracing::error!(target: "palisade::hub", upstream = %up, name = %key, "collision in the merged {} list: later entry left out", kind.member());
+                    continue;
+                }
+                items.push(item);
+            }
+        }
+        let mut out = serde_json::Map::new();
+        out.insert(kind.member().into(), Value::Array(items));
+        serde_json::to_vec(&out).unwrap_or_default()
+    }
+
+    /// Which upstream a request goes to, and how its params change on the way.
+    async fn route(
+        &self,
+        view: View,
+        method: &str,
+        env: &Envelope,
+        s: &Arc<HubSession>,
+    ) -> Result<(usize, Option<String>), HubError> {
+        let params = env.params().unwrap_or(b"{}");
+        match method {
+            "tools/call" | "prompts/get" => {
+                let what = if method == "tools/call" {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                let name = env
+                    .param_str("name")
+                    .ok_or(HubError::InvalidParams("name"))?;
+                self.by_name(view, &name, what)
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = env.param_str("uri").ok_or(HubError::InvalidParams("uri"))?;
+                Ok((self.by_uri(view, &uri, s).await?, None))
+            }
+            "completion/complete" => {
+                let r = wire::member(params, "ref").ok_or(HubError::InvalidParams("ref"))?;
+                let text =
+                    |k| wire::member(r, k).and_then(|v| serde_json::from_slice::<String>(v).ok());
+                match text("type").as_deref() {
+                    Some("ref/prompt") => {
+                        let name = text("name").ok_or(HubError::InvalidParams("ref.name"))?;
+                        self.by_name(view, &name, "prompt")
+                    }
+                    Some("ref/resource") => {
+                        let uri = text("uri").ok_or(HubError::InvalidParams("ref.uri"))?;
+                        Ok((self.by_uri(view, &uri, s).await?, None))
+                    }
+                    _ => Err(HubError::InvalidParams("ref.type")),
+                }
+            }
+            _ => Err(HubError::MethodNotFound {
+                modern: s.is_modern(),
+            }),
+        }
+    }
+
+    /// The upstream of a (namespaced on `/mcp`) tool or prompt name, and the original name.
+    fn by_name(
+        &self,
+        view: View,
+        name: &str,
+        what: &'static str,
+    ) -> Result<(usize, Option<String>), HubError> {
+        match view {
+            View::One(u) => Ok((u, None)),
+            View::All => {
+                let (up, orig) = names::split(name).ok_or(HubError::Unknown(what))?;
+                let u = self
+                    .members(view)
+                    .into_iter()
+                    .find(|u| &*self.ups[*u].name == up)
+                    .ok_or(HubError::Unknown(what))?;
+                Ok((u, Some(orig.to_owned())))
+            }
+        }
+    }
+
+    /// The upstream serving `uri`: the one listing it, else the one whose template's fixed
+    /// prefix matches (only one may).
+    async fn by_uri(&self, view: View, uri: &str, s: &Arc<HubSession>) -> Result<usize, HubError> {
+        if let View::One(u) = view {
+            return Ok(u);
+        }
+        let conns = self.connect_all(view, s).await;
+        for (u, c) in &conns {
+            if let Ok(l) = c.list(ListKind::Resources).await {
+                if l.iter()
+                    .any(|r| r.get("uri").and_then(Value::as_str) == Some(uri))
+                {
+                    return Ok(*u);
+                }
+            }
+        }
+        let mut found = None;
+        for (u, c) in &conns {
+            let Ok(l) = c.list(ListKind::Templates).await else {
+                continue;
+            };
+            let hit = l.iter().any(|t| {
+                let tpl = t
+                    .get("uriTemplate")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let prefix = tpl.split('{').next().unwrap_or_default();
+                !prefix.is_empty() && uri.starts_with(prefix)
+            });
+            if hit {
+                if found.is_some_and(|f| f != *u) {
+                    return Err(HubError::Unknown("resource (ambiguous)"));
+                }
+                found = Some(*u);
+            }
+        }
+        found.ok_or(HubError::Unknown("resource"))
+    }
+
+    /// Calls upstream `u` with the request (renamed, its progress token and era-specific
+    /// `_meta` adapted) and answers with its response, relaying what comes before it.
+    async fn call(
+        &self,
+        u: usize,
+        env: &Envelope,
+        id: &Id,
+        name: Option<String>,
+        s: &Arc<HubSession>,
+        request_id: &str,
+    ) -> Result<Reply, HubError> {
+        let method = env.method().unwrap_or_default();
+        let params = env.params();
+        let client_token = params
+            .and_then(wire::progress_token)
+            .map(Bytes::copy_from_slice);
+        // Up to two attempts: an upstream session that expired is replaced once (the upstream
+        // refused the request, so it did not run).
+        let mut attempt = 0;
+        let (conn, up_id, mut answer) = loop {
+            attempt += 1;
+            let conn = self.conn(u, s).await?;
+            let up_id = conn.next_id();
+            let token = client_token.as_ref().map(|_| up_id.to_string());
+            let body = match params {
+                Some(p) => {
+                    let edited = wire::edit_params(
+                        p,
+                        &ParamEdits {
+                            name: name.as_deref(),
+                            progress_token: token.as_deref().map(str::as_bytes),
+                            strip_modern_meta: s.is_modern(),
+                        },
+                    );
+                    wire::request(up_id, method, Some(&edited))
+                }
+                None => wire::request(up_id, method, None),
+            };
+            match conn.send_request(body, up_id).await {
+                Ok(a) => break (conn, up_id, a),
+                Err(HubError::SessionGone) if attempt < 2 => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        s.begin(id, &conn, up_id);
+        let idle = self.ups[u].timeout;
+        let first = tokio::time::timeout(idle, answer.next()).await;
+        let first = match first {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                s.end(id);
+                return Err(HubError::NoResponse);
+            }
+            Err(_) => {
+                s.end(id);
+                cancel(&conn, up_id).await;
+                return Err(HubError::Timeout);
+            }
+        };
+        if first.kind() == Kind::Response {
+            s.end(id);
+            return Ok(Reply::Json(downstream_response(
+                &first,
+                id,
+                method,
+                s.is_modern(),
+            )));
+        }
+        // Anything before the response: stream it.
+        let (tx, rx) = mpsc::channel(16);
+        let (end_tx, end_rx) = oneshot::channel();
+        let relay = Relay {
+            conn,
+            session: s.clone(),
+            id: id.clone(),
+            method: method.to_owned(),
+            client_token,
+            request_id: request_id.to_owned(),
+            tx,
+            up_id,
+        };
+        tokio::spawn(async move {
+            let end = relay.run(first, answer, idle).await;
+            relay.session.end(&relay.id);
+            let _ = end_tx.send(end);
+        });
+        Ok(Reply::Stream(rx, end_rx))
+    }
+
+    /// A client's answer to a request the hub relayed: to the upstream that asked, once.
+    async fn answer(&self, env: &Envelope, s: &Arc<HubSession>) -> Result<Reply, HubError> {
+        let id = env.id().ok_or(HubError::UnknownAnswer)?;
+        let (conn, up_id) = s.answered(id).ok_or(HubError::UnknownAnswer)?;
+        let (member, value) = match (env.result(), env_error(env)) {
+            (Some(r), _) => ("result", r),
+            (None, Some(e)) => ("error", e),
+            (None, None) => return Err(HubError::InvalidParams("answer")),
+        };
+        conn.post(wire::response_raw_id(&up_id, member, value))
+            .await?;
+        Ok(Reply::Accepted)
+    }
+
+    async fn notification(&self, view: View, env: &Envelope, s: &Arc<HubSession>) {
+        match env.method().unwrap_or_default() {
+            "notifications/cancelled" => {
+                let Some(rid) = env
+                    .params()
+                    .and_then(|p| wire::member(p, "requestId"))
+                    .and_then(Id::parse)
+                else {
+                    return;
+                };
+                if let Some((conn, up_id)) = s.inflight(&rid) {
+                    cancel(&conn, up_id).await;
+                }
+            }
+            "notifications/roots/list_changed" => {
+                for (_, c) in self.connect_all(view, s).await {
+                    let _ = c
+                        .post(wire::notification("notifications/roots/list_changed", None))
+                        .await;
+                }
+            }
+            // `notifications/initialized` and anything else: nothing to pass on.
+            _ => {}
+        }
+    }
+}
+
+fn env_error(env: &Envelope) -> Option<&[u8]> {
+    if !env.is_error_response() {
+        return None;
+    }
+    wire::member(env.bytes(), "error")
+}
+
+async fn cancel(conn: &Conn, up_id: i64) {
+    let params = format!("{{\"requestId\":{up_id}}}");
+    let _ = conn
+        .post(wire::notification(
+            "notifications/cancelled",
+            Some(params.as_bytes()),
+        ))
+        .await;
+}
+
+/// The upstream's response as the client's: its id, and a result fit for the client's era.
+fn downstream_response(up: &Envelope, id: &Id, method: &str, modern: bool) -> Bytes {
+    match (up.result(), env_error(up)) {
+        (Some(r), _) => wire::response(id, "result", &era::fit_result(r, method, modern)),
+        (None, Some(e)) => wire::response(id, "error", e),
+        (None, None) => wire::response(
+            id,
+            "error",
+            &wire::error_object(codes::rpc::INTERNAL_ERROR, "Upstream error"),
+        ),
+    }
+}
+
+/// Relays an upstream's server-to-client request to the first of `sessions` that declared the
+/// capability it needs and has a listen stream. Returns whether one took it.
+pub(super) fn relay_request(
+    conn: &Arc<Conn>,
+    env: &Envelope,
+    sessions: &[Arc<HubSession>],
+) -> bool {
+    let Some(cap) = capability_for(env.method().unwrap_or_default()) else {
+        return false;
+    };
+    let Some(up_id) = raw_id(env) else {
+        return false;
+    };
+    for s in sessions
+        .iter()
+        .filter(|s| !s.is_modern() && s.declared(cap))
+    {
+        let Some(hid) = s.relay(conn, up_id.clone()) else {
+            continue;
+        };
+        let msg = wire::set_member(env.bytes(), "id", Some(hid.to_string().as_bytes()));
+        if s.push(&msg) {
+            return true;
+        }
+        let _ = s.answered(&Id::Num(hid));
+    }
+    false
+}
+
+/// Answers an upstream's request that no client can take with an error, so it does not wait.
+pub(super) async fn refuse_request(conn: &Conn, env: &Envelope) {
+    if let Some(id) = raw_id(env) {
+        let err = wire::error_object(
+            codes::rpc::METHOD_NOT_FOUND,
+            "No client can answer this request",
+        );
+        let _ = conn.post(wire::response_raw_id(&id, "error", &err)).await;
+    }
+}
+
+fn capability_for(method: &str) -> Option<&'static str> {
+    Some(match method {
+        "sampling/createMessage" => "sampling",
+        "elicitation/create" => "elicitation",
+        "roots/list" => "roots",
+        _ => return None,
+    })
+}
+
+fn raw_id(env: &Envelope) -> Option<Bytes> {
+    let mut s = String::new();
+    env.id()?.write_json(&mut s);
+    Some(Bytes::from(s))
+}
+
+/// Streams one request's upstream messages to the client as SSE.
+struct Relay {
+    conn: Arc<Conn>,
+    session: Arc<HubSession>,
+    id: Id,
+    method: String,
+    client_token: Option<Bytes>,
+    request_id: String,
+    tx: mpsc::Sender<Bytes>,
+    up_id: i64,
+}
+
+impl Relay {
+    async fn send(&self, msg: &[u8]) -> bool {
+        self.tx.send(sse::message_event_bytes(msg)).await.is_ok()
+    }
+
+    async fn run(
+        &self,
+        first: Envelope,
+        mut answer: Answer,
+        idle: std::time::Duration,
+    ) -> StreamEnd {
+        let mut next = Some(first);
+        loop {
+            let env = match next.take() {
+                Some(e) => e,
+                None => match tokio::time::timeout(idle, answer.next()).await {
+                    Ok(Some(e)) => e,
+                    Ok(None) => return self.fail(McpCode::BackendUnavailable).await,
+                    Err(_) => {
+                        cancel(&self.conn, self.up_id).await;
+                        return self.fail(McpCode::Timeout).await;
+                    }
+                },
+            };
+            let delivered = match env.kind() {
+                Kind::Response => {
+                    let out =
+                        downstream_response(&env, &self.id, &self.method, self.session.is_modern());
+                    return if self.send(&out).await {
+                        StreamEnd::Complete
+                    } else {
+                        StreamEnd::ClientGone
+                    };
+                }
+                Kind::Notification => {
+                    let msg = match (env.method(), &self.client_token, env.params()) {
+                        (Some("notifications/progress"), Some(t), Some(p)) => {
+                            let p = wire::set_member(p, "progressToken", Some(t));
+                            wire::notification("notifications/progress", Some(&p))
+                        }
+                        _ => env.bytes().clone(),
+                    };
+                    self.send(&msg).await
+                }
+                Kind::Request => {
+                    // Modern clients cannot take requests on a response stream (MRTR is not
+                    // bridged yet): the upstream gets an error instead.
+                    if self.session.is_modern() {
+                        refuse_request(&self.conn, &env).await;
+                        true
+                    } else if let Some(msg) = self.relayed(&env) {
+                        self.send(&msg).await
+                    } else {
+                        refuse_request(&self.conn, &env).await;
+                        true
+                    }
+                }
+            };
+            if !delivered {
+                return StreamEnd::ClientGone;
+            }
+        }
+    }
+
+    /// The upstream's request with an id of this session, recorded for the answer.
+    fn relayed(&self, env: &Envelope) -> Option<Vec<u8>> {
+        let cap = capability_for(env.method()?)?;
+        if !self.session.declared(cap) {
+            return None;
+        }
+        let hid = self.session.relay(&self.conn, raw_id(env)?)?;
+        Some(wire::set_member(
+            env.bytes(),
+            "id",
+            Some(hid.to_string().as_bytes()),
+        ))
+    }
+
+    async fn fail(&self, code: McpCode) -> StreamEnd {
+        let msg = codes::error_body(
+            Some(&self.id),
+            codes::rpc::INTERNAL_ERROR,
+            "Upstream error",
+            code,
+            &self.request_id,
+        );
+        if self.send(msg.as_bytes()).await {
+            StreamEnd::UpstreamFailed
+        } else {
+            StreamEnd::ClientGone
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! The hub (`/mcp`) against real upstreams: the bundled demo over HTTP and a Python SDK server
+//! over stdio (`tests/peers/stdio_fixture.py`), through the real binary.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+/// The stdio fixture as an upstream named `name`, confined to what Python needs.
+fn fixture(name: &str, python: &str, extra: &str) -> String {
+    let peers = std::env::var("PALISADE_PEERS_DIR").unwrap();
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys; print(sys.base_prefix); print(sys.prefix)",
+        ])
+        .output()
+        .unwrap();
+    let prefixes: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    format!(
+        "[[upstream]]\nname = {name:?}\ncommand = {python:?}\nargs = [{:?}]\n{extra}\n\
+         [upstream.sandbox]\nlandlock = \"required\"\nread_paths = {:?}\n",
+        format!("{peers}/stdio_fixture.py"),
+        [vec![peers.clone()], prefixes].concat(),
+    )
+}
+
+/// A legacy client session with the hub.
+struct Client {
+    url: String,
+    auth: Option<String>,
+    sid: String,
+    next: u64,
+}
+
+impl Client {
+    async fn connect(url: String, token: Option<&str>) -> Client {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut h = Vec::new();
+        if let Some(a) = &auth {
+            h.push(("authorization", a.as_str()));
+        }
+        let r = post(&url, &h, INIT).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let sid = r.session().expect("session id");
+        let c = Client {
+            url,
+            auth,
+            sid,
+            next: 10,
+        };
+        let r = c
+            .raw(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await;
+        assert_eq!(r.status, 202);
+        c
+    }
+
+    async fn raw(&self, body: &str) -> Reply {
+        let mut h = vec![
+            ("mcp-session-id", self.sid.as_str()),
+            ("mcp-protocol-version", "2025-11-25"),
+        ];
+        if let Some(a) = &self.auth {
+            h.push(("authorization", a.as_str()));
+        }
+        post(&self.url, &h, body).await
+    }
+
+    async fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let body = json!({"jsonrpc":"2.0","id":self.next,"method":method,"params":params});
+        let r = self.raw(&body.to_string()).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.json()
+    }
+
+    /// The text of a tool's first content item (or the error).
+    async fn call(&mut self, tool: &str, args: Value) -> String {
+        let v = self
+            .request("tools/call", json!({"name": tool, "arguments": args}))
+            .await;
+        match v["result"]["content"][0]["text"].as_str() {
+            Some(t) => t.to_owned(),
+            None => format!(
+                "error:{}",
+                v["error"]["data"]["code"].as_str().unwrap_or("?")
+            ),
+        }
+    }
+}
+
+fn stdio_events(gw: &Gateway) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open(gw.db()).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT upstream, control, reason FROM audit WHERE transport = 'stdio' ORDER BY seq",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_endpoint_merges_and_routes_http_and_stdio_upstreams() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let gw = Gateway::start(
+        "hub-merge",
+        &format!(
+            "[[upstream]]\nname = \"demo\"\nbuiltin = \"demo\"\n{}",
+            fixture("fix", &python, "")
+        ),
+    );
+    let mut c = Client::connect(gw.url("/mcp"), None).await;
+    let tools = c.request("tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "demo__echo",
+        "demo__place_order",
+        "fix__remember",
+        "fix__read_file",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    // Each upstream gets the call under its own name.
+    assert_eq!(
+        c.call("demo__echo", json!({"text": "via hub"})).await,
+        "via hub"
+    );
+    assert_eq!(
+        c.call("fix__remember", json!({"key": "k", "value": "v"}))
+            .await,
+        "ok"
+    );
+    assert_eq!(c.call("fix__recall", json!({"key": "k"})).await, "v");
+    let p = c
+        .request(
+            "prompts/get",
+            json!({"name": "fix__greet", "arguments": {"name": "Ann"}}),
+        )
+        .await;
+    assert_eq!(p["result"]["messages"][0]["content"]["text"], "Hello Ann");
+    // Unknown names, and names of no upstream, are refused by the hub itself.
+    for bad in ["nobody__echo", "echo", "demo_echo"] {
+        let v = c
+            .request("tools/call", json!({"name": bad, "arguments": {}}))
+            .await;
+        assert_eq!(v["error"]["data"]["code"], "MCP-007", "{bad}: {v}");
+    }
+    // The per-upstream route of a stdio server works too, with its own names.
+    let mut direct = Client::connect(gw.url("/mcp/fix"), None).await;
+    assert_eq!(direct.call("recall", json!({"key": "k"})).await, "v");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_killed_mid_call_gives_one_clean_error_and_is_restarted() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let mut gw = Gateway::start("hub-kill", &fixture("fix", &python, ""));
+    let mut c = Client::connect(gw.url("/mcp"), None).await;
+    let pid = c.call("fix__whoami", json!({})).await;
+    // A slow call that reports progress first: once the progress event arrives, the call is
+    // inside the child, which is then killed.
+    let call = r#"{"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"name":"fix__sleep","arguments":{"seconds":30},"_meta":{"progressToken":"p-1"}}}"#;
+    let req = http::Request::post(gw.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &c.sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(http_body_util::Full::new(bytes::Bytes::from(call)))
+        .unwrap();
+    let resp = palisade::upstream::client(Duration::from_secs(2))
+        .request(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    while !text.contains("notifications/progress") {
+        let f = http_body_util::BodyExt::frame(&mut body)
+            .await
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(f.data_ref().unwrap()).unwrap());
+    }
+    // The client's own token comes back, not the one the hub used upstream.
+    assert!(text.contains(r#""progressToken":"p-1""#), "{text}");
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = Instant::now();
+    let rest = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    let rest = String::from_utf8_lossy(&rest);
+    assert_eq!(rest.matches(r#""id":77"#).count(), 1, "{rest}");
+    assert!(rest.contains("MCP-003"), "{rest}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The next call starts a new child.
+    let again = c.call("fix__whoami", json!({})).await;
+    assert_ne!(again, pid);
+    assert!(again.parse::<u32>().is_ok(), "{again}");
+    gw.stop();
+    let events = stdio_events(&gw);
+    let reasons: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["started", "crashed", "started", "stopped"],
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn landlock_keeps_a_child_inside_its_paths() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let dir = tmpdir("hub-landlock-files");
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "top secret").unwrap();
+    let allowed = std::env::var("PALISADE_PEERS_DIR").unwrap() + "/package.json";
+    let gw = Gateway::start("hub-landlock", &fixture("fix", &python, ""));
+    let mut c = Client::connect(gw.url("/mcp"), None).await;
+    let read = c.call("fix__read_file", json!({"path": allowed})).await;
+    assert!(read.starts_with("content:"), "{read}");
+    // EACCES from the kernel, although the gateway's own user can read the file.
+    let denied = c.call("fix__read_file", json!({"path": secret})).await;
+    assert_eq!(denied, "denied:13");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "top secret");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn principals_never_share_a_child_unless_shared_is_chosen() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let (ta, ha) = palisade::controls::authn::generate_token();
+    let (tb, hb) = palisade::controls::authn::generate_token();
+    let auth = format!(
+        "[auth]\nmethods = [\"bearer\"]\n[[auth.bearer]]\nid = \"alice\"\nsha256 = {ha:?}\n\
+         [[auth.bearer]]\nid = \"bob\"\nsha256 = {hb:?}\n"
+    );
+    let gw = Gateway::start(
+        "hub-isolation",
+        &format!(
+            "{auth}{}{}",
+            fixture("own", &python, ""),
+            fixture("common", &python, "isolation = \"shared\"")
+        ),
+    );
+    let mut alice = Client::connect(gw.url("/mcp"), Some(&ta)).await;
+    let mut bob = Client::connect(gw.url("/mcp"), Some(&tb)).await;
+    assert_eq!(
+        alice
+            .call("own__remember", json!({"key": "plan", "value": "buy"}))
+            .await,
+        "ok"
+    );
+    assert_eq!(
+        bob.call("own__recall", json!({"key": "plan"})).await,
+        "(none)"
+    );
+    assert_eq!(
+        alice.call("own__recall", json!({"key": "plan"})).await,
+        "buy"
+    );
+    assert_ne!(
+        alice.call("own__whoami", json!({})).await,
+        bob.call("own__whoami", json!({})).await
+    );
+    // A second session of alice's reaches her child (per-principal, the default).
+    let mut alice2 = Client::connect(gw.url("/mcp"), Some(&ta)).await;
+    assert_eq!(
+        alice2.call("own__recall", json!({"key": "plan"})).await,
+        "buy"
+    );
+    // `shared` is one child for everybody: the opt-in is visible.
+    assert_eq!(
+        alice
+            .call("common__remember", json!({"key": "k", "value": "x"}))
+            .await,
+        "ok"
+    );
+    assert_eq!(bob.call("common__recall", json!({"key": "k"})).await, "x");
+    // Bob cannot use alice's session id.
+    let stolen = Client {
+        url: gw.url("/mcp"),
+        auth: bob.auth.clone(),
+        sid: alice.sid.clone(),
+        next: 1,
+    };
+    let r = stolen
+        .raw(r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"own__recall","arguments":{"key":"plan"}}}"#)
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+/// A 2026-07-28 request to the hub: headers mirrored from the body.
+async fn modern(url: &str, body: Value, extra: &[(&str, &str)]) -> Reply {
+    let method = body["method"].as_str().unwrap().to_owned();
+    let name = body["params"]["name"].as_str().map(str::to_owned);
+    let mut h = vec![
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", method.as_str()),
+    ];
+    if let Some(n) = &name {
+        h.push(("mcp-name", n.as_str()));
+    }
+    for (k, v) in extra {
+        h.retain(|(x, _)| x != k);
+        h.push((k, v));
+    }
+    post(url, &h, &body.to_string()).await
+}
+
+/// Sends raw bytes and returns the response's status code.
+async fn raw_status(addr: &str, bytes: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn meta() -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+           "io.modelcontextprotocol/clientCapabilities": {}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn modern_clients_reach_legacy_upstreams_and_bad_modern_requests_are_refused() {
+    let gw = Gateway::start(
+        "hub-modern",
+        "[[upstream]]\nname = \"demo\"\nbuiltin = \"demo\"\n",
+    );
+    let url = gw.url("/mcp");
+    let d = modern(
+        &url,
+        json!({"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":meta()}}),
+        &[],
+    )
+    .await;
+    assert_eq!(d.status, 200, "{:?}", d.body);
+    assert!(d.session().is_none(), "no session in the modern era");
+    let v = d.json();
+    assert_eq!(v["result"]["supportedVersions"], json!(["2026-07-28"]));
+    assert_eq!(v["result"]["resultType"], "complete");
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"demo__echo","arguments":{"text":"modern"},"_meta":meta()}});
+    let r = modern(&url, call.clone(), &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let v = r.json();
+    assert_eq!(v["result"]["content"][0]["text"], "modern");
+    assert_eq!(v["result"]["resultType"], "complete");
+    let list = modern(
+        &url,
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":meta()}}),
+        &[],
+    )
+    .await;
+    assert_eq!(list.json()["result"]["ttlMs"], 0);
+
+    // Header and body disagree: 400 / -32020, never forwarded.
+    for (h, v) in [
+        ("mcp-method", "tools/list"),
+        ("mcp-name", "demo__place_order"),
+    ] {
+        let r = modern(&url, call.clone(), &[(h, v)]).await;
+        assert_eq!(r.status, 400, "{h}");
+        assert_eq!(r.json()["error"]["code"], -32020, "{h}");
+    }
+    let r = modern(
+        &url,
+        call.clone(),
+        &[("mcp-name", "=?base64?ZGVtb19fcGxhY2Vfb3JkZXI=?=")],
+    )
+    .await;
+    assert_eq!(r.json()["error"]["code"], -32020);
+    // A version the hub does not serve: 400 / -32022 with what it supports.
+    let mut future = call.clone();
+    future["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
+    let r = modern(&url, future, &[("mcp-protocol-version", "2099-01-01")]).await;
+    assert_eq!(r.status, 400);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], -32022);
+    assert_eq!(v["error"]["data"]["supported"], json!(["2026-07-28"]));
+    assert_eq!(v["error"]["data"]["requested"], "2099-01-01");
+    // No `_meta` version on a modern request.
+    let mut bare = call.clone();
+    bare["params"].as_object_mut().unwrap().remove("_meta");
+    let r = modern(&url, bare, &[]).await;
+    assert_eq!(r.status, 400);
+    // Header values with control characters (a bare CR splitting one header into two, DEL)
+    // are refused before anything is parsed.
+    let body = call.to_string();
+    for bad in [
+        "demo__echo\rMcp-Name: demo__place_order",
+        "demo__echo\u{7f}",
+    ] {
+        let raw = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+             Mcp-Method: tools/call\r\nMcp-Name: {bad}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            gw.addr,
+            body.len()
+        );
+        let status = raw_status(&gw.addr, raw.as_bytes()).await;
+        assert_eq!(status, 400, "{bad:?}");
+    }
+    // No GET stream in the modern era.
+    let g = send(
+        http::Method::GET,
+        &url,
+        &[("mcp-protocol-version", "2026-07-28")],
+        "",
+    )
+    .await;
+    assert_eq!(g.status, 405);
+    // ping was removed in 2026-07-28.
+    let p = modern(
+        &url,
+        json!({"jsonrpc":"2.0","id":9,"method":"ping","params":{"_meta":meta()}}),
+        &[],
+    )
+    .await;
+    assert_eq!(p.status, 404);
+    assert_eq!(p.json()["error"]["code"], -32601);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_dying_during_initialize_leaves_the_others_working() {
+    // A "server" that reads the initialize line and exits.
+    let gw = Gateway::start(
+        "hub-dying",
+        "[[upstream]]\nname = \"demo\"\nbuiltin = \"demo\"\n\
+         [[upstream]]\nname = \"dies\"\ncommand = \"sh\"\nargs = [\"-c\", \"read line; exit 3\"]\n\
+         [upstream.sandbox]\nlandlock = \"off\"\n",
+    );
+    let mut c = Client::connect(gw.url("/mcp"), None).await;
+    let tools = c.request("tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"demo__echo"));
+    assert!(!names.iter().any(|n| n.starts_with("dies__")));
+    assert_eq!(
+        c.call("demo__echo", json!({"text": "still"})).await,
+        "still"
+    );
+    assert_eq!(c.call("dies__anything", json!({})).await, "error:MCP-003");
+}
+
+#[test]
+fn the_gateway_dying_takes_its_children_along() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut gw = Gateway::start("hub-orphans", &fixture("fix", &python, ""));
+    let pid = rt.block_on(async {
+        let mut c = Client::connect(gw.url("/mcp"), None).await;
+        c.call("fix__whoami", json!({})).await
+    });
+    let proc_dir = format!("/proc/{pid}");
+    assert!(std::path::Path::new(&proc_dir).exists());
+    // SIGKILL: the gateway gets no chance to clean up.
+    gw.proc.0.kill().unwrap();
+    gw.proc.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&proc_dir).exists() && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert!(
+        !std::path::Path::new(&proc_dir).exists(),
+        "child {pid} outlived the gateway"
+    );
+}
+
+#[test]
+fn upstream_names_that_could_collide_are_refused_at_load() {
+    // With `__` as the separator and `_` forbidden in upstream names, `a` + `b_c` and `a_b` + `c`
+    // cannot both exist: the second name is a configuration error.
+    let dir = tmpdir("hub-names");
+    let path = dir.join("c.toml");
+    std::fs::write(
+        &path,
+        "[[upstream]]\nname = \"a\"\nbuiltin = \"demo\"\n[[upstream]]\nname = \"a_b\"\nbuiltin = \"demo\"\n\
+         [[upstream]]\nname = \"t\"\ncommand = \"no-such-program-anywhere\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("upstream[1].name"), "{err}");
+    assert!(err.contains("upstream[2].command"), "{err}");
+}

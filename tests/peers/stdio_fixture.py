@@ -1,0 +1,60 @@
+"""A small stdio MCP server for the hub's tests (Python SDK, MCPServer).
+
+Its tools expose exactly what the tests need to observe: per-process state (`remember`/`recall`,
+so two principals sharing one child would see each other's notes), its own pid (`whoami`, so a
+test can kill it), a slow call (`sleep`), and a file read (`read_file`, to probe the sandbox).
+"""
+import asyncio
+import os
+
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("fixture", version="1.0")
+notes: dict[str, str] = {}
+
+
+@server.tool()
+def remember(key: str, value: str) -> str:
+    """Stores a note in this process."""
+    notes[key] = value
+    return "ok"
+
+
+@server.tool()
+def recall(key: str) -> str:
+    """Returns a note stored in this process, or (none)."""
+    return notes.get(key, "(none)")
+
+
+@server.tool()
+def whoami() -> str:
+    """The server's process id."""
+    return str(os.getpid())
+
+
+@server.tool()
+async def sleep(seconds: float, ctx: Context) -> str:
+    """Reports progress 0 (when asked for progress), waits, then answers."""
+    await ctx.report_progress(0, 1)
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@server.tool()
+def read_file(path: str) -> str:
+    """Reads a text file, or reports why it could not."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return "content:" + f.read()
+    except OSError as e:
+        return f"denied:{e.errno}"
+
+
+@server.prompt()
+def greet(name: str) -> str:
+    """A greeting."""
+    return f"Hello {name}"
+
+
+if __name__ == "__main__":
+    server.run()
