@@ -25,6 +25,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#;
 const CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the benchmark"}}}"#;
+const CALL_HUB: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"demo__echo","arguments":{"text":"hello from the benchmark"}}}"#;
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -170,7 +171,13 @@ struct Cell {
     cpu_us_per_call: Option<f64>,
 }
 
-async fn measure(url: &str, concurrency: usize, secs: u64, proxy_pid: Option<u32>) -> Cell {
+async fn measure(
+    url: &str,
+    call: &'static str,
+    concurrency: usize,
+    secs: u64,
+    proxy_pid: Option<u32>,
+) -> Cell {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency * 2)
         .build_http();
@@ -193,7 +200,7 @@ async fn measure(url: &str, concurrency: usize, secs: u64, proxy_pid: Option<u32
                     let mut lat = Vec::new();
                     while Instant::now() < deadline {
                         let t = Instant::now();
-                        let (status, _) = post(&client, &url, Some(&sid), CALL).await;
+                        let (status, _) = post(&client, &url, Some(&sid), call).await;
                         assert_eq!(status, 200);
                         if collect {
                             lat.push(t.elapsed().as_micros() as u64);
@@ -247,7 +254,12 @@ fn main() {
             .enable_all()
             .build()
             .unwrap();
-        let cell = rt.block_on(measure(&url, c, secs, pid));
+        let call = if url.ends_with("/mcp") {
+            CALL_HUB
+        } else {
+            CALL
+        };
+        let cell = rt.block_on(measure(&url, call, c, secs, pid));
         println!(
             "{:.0} calls/s, p50 {:.0} µs, p99 {:.0} µs, proxy CPU {:.1} µs/call",
             cell.rps,
@@ -293,16 +305,24 @@ fn main() {
             .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "error"),
     );
-    let targets: [(&str, String, Option<u32>); 3] = [
-        ("direct", direct.clone(), None),
+    let targets: [(&str, String, &'static str, Option<u32>); 4] = [
+        ("direct", direct.clone(), CALL, None),
         (
             "bare forwarder",
             format!("http://{fwd_addr}/"),
+            CALL,
             Some(fwd.0.id()),
         ),
         (
             "palisade",
             format!("http://{gw_addr}/mcp/demo"),
+            CALL,
+            Some(gw.0.id()),
+        ),
+        (
+            "palisade hub",
+            format!("http://{gw_addr}/mcp"),
+            CALL_HUB,
             Some(gw.0.id()),
         ),
     ];
@@ -318,10 +338,10 @@ fn main() {
             .unwrap_or(0)
     );
     for c in [1usize, 32] {
-        let mut results: Vec<Vec<Cell>> = (0..3).map(|_| Vec::new()).collect();
+        let mut results: Vec<Vec<Cell>> = (0..targets.len()).map(|_| Vec::new()).collect();
         for _ in 0..runs {
-            for (i, (_, url, pid)) in targets.iter().enumerate() {
-                results[i].push(rt.block_on(measure(url, c, secs, *pid)));
+            for (i, (_, url, call, pid)) in targets.iter().enumerate() {
+                results[i].push(rt.block_on(measure(url, call, c, secs, *pid)));
             }
         }
         let med = |i: usize, f: &dyn Fn(&Cell) -> Option<f64>| {
@@ -337,7 +357,7 @@ fn main() {
             "{:<16} {:>10} {:>10} {:>10} {:>14}",
             "target", "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call"
         );
-        for (i, (name, _, _)) in targets.iter().enumerate() {
+        for (i, (name, _, _, _)) in targets.iter().enumerate() {
             println!(
                 "{:<16} {:>10.0} {:>10.0} {:>10.0} {:>14.1}",
                 name,
@@ -351,6 +371,10 @@ fn main() {
         let added_bare = med(1, &|c| Some(c.p50_us)) - med(0, &|c| Some(c.p50_us));
         let added_gw = med(2, &|c| Some(c.p50_us)) - med(0, &|c| Some(c.p50_us));
         println!("palisade/bare CPU per call: {cpu_ratio:.2}x (target <= 1.25x)");
+        let hub_ratio = med(3, &|c| c.cpu_us_per_call) / med(2, &|c| c.cpu_us_per_call);
+        println!(
+            "hub (/mcp) / direct route (/mcp/demo) CPU per call: {hub_ratio:.2}x (target <= 1.20x)"
+        );
         println!("p50 added vs direct: bare {added_bare:.0} µs, palisade {added_gw:.0} µs (target <= 100 µs at c=1)");
         println!(
             "throughput palisade/direct: {:.2}",

@@ -163,6 +163,13 @@ async fn one_endpoint_merges_and_routes_http_and_stdio_upstreams() {
             .await;
         assert_eq!(v["error"]["data"]["code"], "MCP-007", "{bad}: {v}");
     }
+    // /readyz reports each upstream; the stdio one has a live child now.
+    let r = send(http::Method::GET, &gw.url("/readyz"), &[], "").await;
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert!(
+        text.contains("demo ok") && text.contains("fix ok"),
+        "{text}"
+    );
     // The per-upstream route of a stdio server works too, with its own names.
     let mut direct = Client::connect(gw.url("/mcp/fix"), None).await;
     assert_eq!(direct.call("recall", json!({"key": "k"})).await, "v");
@@ -401,6 +408,20 @@ async fn modern_clients_reach_legacy_upstreams_and_bad_modern_requests_are_refus
     )
     .await;
     assert_eq!(r.json()["error"]["code"], -32020);
+    // place_order mirrors `symbol` into `Mcp-Param-Symbol` (its schema says `x-mcp-header`).
+    let order = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"demo__place_order",
+        "arguments":{"symbol":"EURUSD","side":"buy","quantity":1},"_meta":meta()}});
+    let r = modern(&url, order.clone(), &[("mcp-param-symbol", "EURUSD")]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.json()["result"]["structuredContent"]["status"],
+        "accepted"
+    );
+    for bad in [&[("mcp-param-symbol", "BTC/USD")][..], &[]] {
+        let r = modern(&url, order.clone(), bad).await;
+        assert_eq!(r.status, 400, "{bad:?}");
+        assert_eq!(r.json()["error"]["code"], -32020, "{bad:?}");
+    }
     // A version the hub does not serve: 400 / -32022 with what it supports.
     let mut future = call.clone();
     future["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");

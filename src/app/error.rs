@@ -508,6 +508,14 @@ fn hub(e: &HubError) -> Mapping {
             "hub",
             "method_not_found",
         ),
+        HubError::Mirror(_) => m(
+            S::BAD_REQUEST,
+            rpc::HEADER_MISMATCH,
+            C::InvalidArgs,
+            "Bad Request: Mcp-Param headers must match the arguments",
+            "mirror",
+            "param_header_mismatch",
+        ),
         HubError::MissingMetaVersion => bad(
             rpc::INVALID_PARAMS,
             "Invalid params",

@@ -33,6 +33,7 @@ pub(super) async fn post(
     route: usize,
     request_id: &str,
     modern: bool,
+    headers: &http::HeaderMap,
 ) -> Result<Outcome, Rejection> {
     let hub = &gw.hub;
     let (s, minted) = match session {
@@ -76,7 +77,7 @@ pub(super) async fn post(
             (s, None)
         }
     };
-    let reply = hub.post(view, env, &s, request_id).await?;
+    let reply = hub.post(view, env, &s, request_id, headers).await?;
     let with_session = |mut resp: Response<Body>| {
         if let Some(id) = minted {
             resp.headers_mut().insert(MCP_SESSION_ID, id.to_header());

@@ -1,6 +1,6 @@
 //! Operational endpoints and request metrics.
 //!
-//! `/healthz`: the process is up. `/readyz`: every upstream answers HTTP. `/metrics`: Prometheus
+//! `/healthz`: the process is up. `/readyz`: each upstream's state (HTTP ones must answer). `/metrics`: Prometheus
 //! text. They pass the same Host/Origin check as MCP traffic but are not audited.
 
 use std::collections::HashMap;
@@ -111,16 +111,13 @@ pub(crate) async fn serve<B>(gw: &Shared, req: &Request<B>) -> Option<Response<B
     Some(match path {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
+            // Each upstream's state, as the hub sees it: HTTP ones are probed, stdio ones are
+            // `ok` (a live child), `idle` (none needed yet) or `restarting`.
             let mut lines = String::new();
             let mut ready = true;
-            for u in &gw.routes {
-                let ok = u.probe().await;
-                ready &= ok;
-                lines.push_str(&format!(
-                    "{} {}\n",
-                    u.name,
-                    if ok { "ok" } else { "unreachable" }
-                ));
+            for (name, state) in gw.hub.readiness().await {
+                ready &= state != "unreachable";
+                lines.push_str(&format!("{name} {state}\n"));
             }
             text(
                 if ready {

@@ -390,7 +390,15 @@ async fn mcp(
             //     the message to the upstream that owns it, under the upstream's credentials.
             let outcome = if let Some(view) = gw.hub.view(route) {
                 super::hubroute::post(
-                    gw, view, &env, session, &principal, route, request_id, modern,
+                    gw,
+                    view,
+                    &env,
+                    session,
+                    &principal,
+                    route,
+                    request_id,
+                    modern,
+                    &parts.headers,
                 )
                 .await?
             } else {

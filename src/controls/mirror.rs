@@ -77,6 +77,52 @@ pub fn check(headers: &HeaderMap, env: &Envelope) -> Result<(), MirrorError> {
     }
 }
 
+/// Checks the `Mcp-Param-{Name}` headers of a modern `tools/call` against its `arguments`,
+/// for each property the tool's `inputSchema` annotates with `x-mcp-header`. A header that is
+/// repeated, not valid text, absent while the argument is present (or the reverse), or not equal
+/// to the argument (numbers compared as numbers) is refused. Unannotated `Mcp-Param-*` headers
+/// are not this gateway's to judge.
+pub fn check_params(
+    headers: &HeaderMap,
+    arguments: Option<&serde_json::Value>,
+    schema: &serde_json::Value,
+) -> Result<(), MirrorError> {
+    use serde_json::Value;
+    const LABEL: &str = "Mcp-Param-*";
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (prop, def) in props {
+        let Some(h) = def.get("x-mcp-header").and_then(Value::as_str) else {
+            continue;
+        };
+        let Ok(name) = HeaderName::from_bytes(format!("mcp-param-{h}").as_bytes()) else {
+            continue; // not a header name: no client can have sent it
+        };
+        let sent = single(headers, &name, LABEL)?;
+        let arg = arguments.and_then(|a| a.get(prop)).filter(|v| !v.is_null());
+        let same = match (&sent, arg) {
+            (None, None) => true,
+            (Some(_), None) | (None, Some(_)) => false,
+            (Some(s), Some(Value::String(v))) => s == v,
+            (Some(s), Some(Value::Bool(b))) => *s == if *b { "true" } else { "false" },
+            (Some(s), Some(Value::Number(n))) => s
+                .parse::<f64>()
+                .ok()
+                .zip(n.as_f64())
+                .is_some_and(|(a, b)| a == b),
+            (Some(_), Some(_)) => false,
+        };
+        if !same {
+            return Err(match sent {
+                None => MirrorError::Missing(LABEL),
+                Some(_) => MirrorError::Mismatch(LABEL),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The one value of `name`, decoded: surrounding whitespace trimmed, and the `=?base64?…?=`
 /// form (used for values that are not header-safe) decoded strictly, padding included.
 fn single<'h>(
@@ -128,6 +174,42 @@ mod tests {
     }
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"place_order","arguments":{}}}"#;
+
+    #[test]
+    fn annotated_parameters_must_match_their_headers() {
+        let schema = serde_json::json!({"properties": {
+            "symbol": {"type": "string", "x-mcp-header": "Symbol"},
+            "qty": {"type": "number", "x-mcp-header": "Qty"},
+            "note": {"type": "string"}}});
+        let args = serde_json::json!({"symbol": "AAPL", "qty": 10, "note": "x"});
+        let ok = headers(&[("mcp-param-symbol", "AAPL"), ("mcp-param-qty", "10.0")]);
+        assert_eq!(check_params(&ok, Some(&args), &schema), Ok(()));
+        let b64 = headers(&[
+            ("mcp-param-symbol", "=?base64?QUFQTA==?="),
+            ("mcp-param-qty", "10"),
+        ]);
+        assert_eq!(check_params(&b64, Some(&args), &schema), Ok(()));
+        for bad in [
+            headers(&[("mcp-param-symbol", "MSFT"), ("mcp-param-qty", "10")]),
+            headers(&[("mcp-param-symbol", "AAPL"), ("mcp-param-qty", "11")]),
+            headers(&[("mcp-param-qty", "10")]),
+            headers(&[
+                ("mcp-param-symbol", "AAPL"),
+                ("mcp-param-symbol", "AAPL"),
+                ("mcp-param-qty", "10"),
+            ]),
+            headers(&[
+                ("mcp-param-symbol", "=?base64?not base64?="),
+                ("mcp-param-qty", "10"),
+            ]),
+        ] {
+            assert!(check_params(&bad, Some(&args), &schema).is_err(), "{bad:?}");
+        }
+        // A header for an argument that is absent is refused too.
+        let none = serde_json::json!({"qty": 10});
+        let extra = headers(&[("mcp-param-symbol", "AAPL"), ("mcp-param-qty", "10")]);
+        assert!(check_params(&extra, Some(&none), &schema).is_err());
+    }
 
     #[test]
     fn matching_headers_pass() {

@@ -38,7 +38,7 @@ pub(super) fn list() -> Value {
             "inputSchema": {
                 "type": "object",
                 "properties": {
-                    "symbol": {"type": "string", "pattern": "^[A-Z]{2,6}(/[A-Z]{3,6})?$"},
+                    "symbol": {"type": "string", "pattern": "^[A-Z]{2,6}(/[A-Z]{3,6})?$", "x-mcp-header": "Symbol"},
                     "side": {"type": "string", "enum": ["buy", "sell"]},
                     "quantity": {"type": "number", "exclusiveMinimum": 0},
                     "price": {"type": "number", "exclusiveMinimum": 0}

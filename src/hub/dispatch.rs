@@ -59,6 +59,7 @@ impl Hub {
         env: &Envelope,
         s: &Arc<HubSession>,
         request_id: &str,
+        headers: &http::HeaderMap,
     ) -> Result<Reply, HubError> {
         match env.kind() {
             Kind::Response => self.answer(env, s).await,
@@ -66,7 +67,7 @@ impl Hub {
                 self.notification(view, env, s).await;
                 Ok(Reply::Accepted)
             }
-            Kind::Request => self.request(view, env, s, request_id).await,
+            Kind::Request => self.request(view, env, s, request_id, headers).await,
         }
     }
 
@@ -84,6 +85,7 @@ impl Hub {
         env: &Envelope,
         s: &Arc<HubSession>,
         request_id: &str,
+        headers: &http::HeaderMap,
     ) -> Result<Reply, HubError> {
         let id = env.id().ok_or(HubError::InvalidParams("id"))?;
         let method = env.method().unwrap_or_default();
@@ -124,9 +126,45 @@ impl Hub {
                     return result(&merged);
                 }
                 let (u, edits) = self.route(view, m, env, s).await?;
+                if modern && m == "tools/call" {
+                    self.check_param_headers(u, edits.as_deref(), env, s, headers)
+                        .await?;
+                }
                 self.call(u, env, id, edits, s, request_id).await
             }
         }
+    }
+
+    /// 2026-07-28: the `Mcp-Param-*` headers of a call must say what its arguments say, for the
+    /// parameters the tool's schema annotates with `x-mcp-header`.
+    async fn check_param_headers(
+        &self,
+        u: usize,
+        original: Option<&str>,
+        env: &Envelope,
+        s: &Arc<HubSession>,
+        headers: &http::HeaderMap,
+    ) -> Result<(), HubError> {
+        let name = match original {
+            Some(n) => std::borrow::Cow::Borrowed(n),
+            None => env
+                .param_str("name")
+                .ok_or(HubError::InvalidParams("name"))?,
+        };
+        let tools = self.conn(u, s).await?.list(ListKind::Tools).await?;
+        let Some(schema) = tools
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(&*name))
+            .and_then(|t| t.get("inputSchema"))
+        else {
+            return Ok(()); // an unknown tool is the upstream's to refuse
+        };
+        let args: Option<Value> = env
+            .params()
+            .and_then(|p| wire::member(p, "arguments"))
+            .and_then(|a| serde_json::from_slice(a).ok());
+        crate::controls::mirror::check_params(headers, args.as_ref(), schema)?;
+        Ok(())
     }
 
     /// Every upstream session of the view for this caller; failures are logged and skipped

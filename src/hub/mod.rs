@@ -69,6 +69,9 @@ pub enum HubError {
     /// Missing or malformed parameters.
     #[error("invalid params: {0}")]
     InvalidParams(&'static str),
+    /// A modern request's `Mcp-Param-*` header disagrees with its arguments.
+    #[error(transparent)]
+    Mirror(#[from] crate::controls::mirror::MirrorError),
     /// A modern request without `_meta` protocol version.
     #[error("_meta protocol version missing")]
     MissingMetaVersion,
