@@ -548,3 +548,73 @@ fn upstream_names_that_could_collide_are_refused_at_load() {
     assert!(err.contains("upstream[1].name"), "{err}");
     assert!(err.contains("upstream[2].command"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn children_are_limited_confined_and_capped() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let (ta, ha) = palisade::controls::authn::generate_token();
+    let (tb, hb) = palisade::controls::authn::generate_token();
+    let gw = Gateway::start(
+        "hub-limits",
+        &format!(
+            "[stdio]\nmax_children = 1\n[auth]\nmethods = [\"bearer\"]\n\
+             [[auth.bearer]]\nid = \"alice\"\nsha256 = {ha:?}\n[[auth.bearer]]\nid = \"bob\"\nsha256 = {hb:?}\n\
+             {}memory_mb = 512\nmax_open_files = 256\n",
+            fixture("fix", &python, "")
+        ),
+    );
+    let mut alice = Client::connect(gw.url("/mcp"), Some(&ta)).await;
+    let limits = alice
+        .call("fix__read_file", json!({"path": "/proc/self/limits"}))
+        .await;
+    let line = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} not in {limits}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("Max open files")[3..5], ["256", "256"]);
+    assert_eq!(line("Max data size")[3..5], ["536870912", "536870912"]);
+    assert_eq!(line("Max core file size")[4..6], ["0", "0"]);
+    let status = alice
+        .call("fix__read_file", json!({"path": "/proc/self/status"}))
+        .await;
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    // One child at most: bob's would be the second.
+    let mut bob = Client::connect(gw.url("/mcp"), Some(&tb)).await;
+    assert_eq!(bob.call("fix__whoami", json!({})).await, "error:MCP-003");
+    let events = stdio_events(&gw);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.1 == "stdio_start" && e.2 == "too_many_children"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_upstream_session_is_reinitialised_transparently() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let demo = || spawn_listening(Command::new(BIN).args(["demo-upstream", "--listen", &listen]));
+    let (first, _) = demo();
+    let gw = Gateway::start(
+        "hub-expired",
+        &format!("[[upstream]]\nname = \"up\"\nurl = \"http://{listen}/mcp\"\n"),
+    );
+    let mut c = Client::connect(gw.url("/mcp"), None).await;
+    assert_eq!(c.call("up__echo", json!({"text": "one"})).await, "one");
+    // A new upstream process knows no session: it answers the hub's old one with 404.
+    drop(first);
+    let (_second, _) = demo();
+    assert_eq!(c.call("up__echo", json!({"text": "two"})).await, "two");
+}

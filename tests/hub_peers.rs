@@ -170,6 +170,13 @@ fn three_clients_use_three_upstreams_through_one_endpoint() {
         ts["asked"],
         serde_json::json!(["sampling/createMessage", "elicitation/create"])
     );
+    // An upstream's list change reached the client, and the merged list was refreshed.
+    assert_eq!(ts["listChanged"], true, "{ts}");
+    assert_eq!(
+        ts["resourcesAfter"].as_u64().unwrap(),
+        ts["resourcesBefore"].as_u64().unwrap() + 1,
+        "{ts}"
+    );
 
     // Python SDK: probes 2026-07-28 first; the hub serves that era and bridges it to the legacy
     // upstreams.

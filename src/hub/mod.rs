@@ -354,7 +354,7 @@ impl Hub {
             self.event(
                 &name,
                 owner,
-                "stdio_refused",
+                "stdio_start",
                 "too_many_children",
                 Decision::Deny,
             );

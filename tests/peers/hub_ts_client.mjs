@@ -4,7 +4,11 @@
 // usage: node hub_ts_client.mjs URL TOKEN
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ResourceListChangedNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 
 const [url, token] = process.argv.slice(2);
 const transport = new StreamableHTTPClientTransport(new URL(url), {
@@ -24,6 +28,10 @@ client.setRequestHandler(ElicitRequestSchema, async (req) => {
   return { action: 'accept', content: { name: 'Ann', check: true } };
 });
 
+let listChanged;
+const changed = new Promise((resolve) => { listChanged = resolve; });
+client.setNotificationHandler(ResourceListChangedNotificationSchema, () => listChanged(true));
+
 await client.connect(transport);
 const text = (r) => r.content.map((c) => c.text ?? '').join('');
 const { tools } = await client.listTools();
@@ -35,6 +43,14 @@ const read = await client.readResource({ uri: resources[0].uri });
 const prompt = await client.getPrompt({ name: 'everything__args-prompt', arguments: { city: 'Oslo' } });
 const sampling = await client.callTool({ name: 'everything__trigger-sampling-request', arguments: { prompt: 'hi', maxTokens: 16 } });
 const elicitation = await client.callTool({ name: 'everything__trigger-elicitation-request', arguments: {} });
+// server-everything adds a resource and says so on its listen stream; the hub refreshes its
+// merged view and tells this client on ours.
+await client.callTool({
+  name: 'everything__gzip-file-as-resource',
+  arguments: { name: 'hello.txt.gz', data: 'data:text/plain;base64,aGVsbG8gZ3ppcA==' },
+});
+const notified = await Promise.race([changed, new Promise((r) => setTimeout(() => r(false), 10000))]);
+const after = (await client.listResources()).resources;
 const version = transport.protocolVersion;
 await transport.terminateSession();
 await client.close();
@@ -49,4 +65,7 @@ console.log(JSON.stringify({
   sampling: text(sampling),
   elicitation: text(elicitation),
   asked,
+  listChanged: notified,
+  resourcesBefore: resources.length,
+  resourcesAfter: after.length,
 }));
