@@ -139,7 +139,7 @@ fn an_open_route_on_a_public_listener_is_a_config_error() {
     let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
     assert!(
         text.contains(
-            "listener[0]: 0.0.0.0:0 is not a loopback address and a accept(s) method \"none\""
+            "listener[0]: 0.0.0.0:0 is not a loopback address and a, /mcp (hub) accept(s) method \"none\""
         ),
         "{text}"
     );

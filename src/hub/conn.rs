@@ -95,7 +95,11 @@ pub struct Conn {
     last_used: AtomicU64,
     epoch: Instant,
     closed: AtomicBool,
+    /// Unique for the process's life (identifies it without holding it).
+    pub serial: u64,
 }
+
+static SERIAL: AtomicU64 = AtomicU64::new(1);
 
 impl Conn {
     /// Runs the `initialize` handshake over `link`. `capabilities` are the client capabilities
@@ -159,6 +163,7 @@ impl Conn {
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
             closed: AtomicBool::new(false),
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -289,6 +294,9 @@ impl Conn {
 
     /// Adds a downstream session to notify.
     pub fn watch(&self, s: &Arc<HubSession>) {
+        if !s.note_watching(self.serial) {
+            return; // already watching: the common case, without touching the shared list
+        }
         let mut w = lock(&self.watchers);
         w.retain(|x| x.strong_count() > 0);
         if !w.iter().any(|x| x.as_ptr() == Arc::as_ptr(s)) {

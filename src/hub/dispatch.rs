@@ -301,9 +301,9 @@ impl Hub {
             View::All => {
                 let (up, orig) = names::split(name).ok_or(HubError::Unknown(what))?;
                 let u = self
-                    .members(view)
-                    .into_iter()
-                    .find(|u| &*self.ups[*u].name == up)
+                    .ups
+                    .iter()
+                    .position(|x| x.in_hub && &*x.name == up)
                     .ok_or(HubError::Unknown(what))?;
                 Ok((u, Some(orig.to_owned())))
             }

@@ -29,6 +29,7 @@ pub struct HubSession {
     relayed: Mutex<HashMap<i64, (Weak<Conn>, Bytes)>>,
     inflight: Mutex<HashMap<Id, (Weak<Conn>, i64)>>,
     next_id: AtomicI64,
+    watching: Mutex<Vec<u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -55,7 +56,18 @@ impl HubSession {
             relayed: Mutex::default(),
             inflight: Mutex::default(),
             next_id: AtomicI64::new(1),
+            watching: Mutex::default(),
         }
+    }
+
+    /// Records that this session watches upstream session `serial`; false if it already did.
+    pub fn note_watching(&self, serial: u64) -> bool {
+        let mut w = lock(&self.watching);
+        if w.contains(&serial) {
+            return false;
+        }
+        w.push(serial);
+        true
     }
 
     /// True for a stateless (2026-07-28) request: nothing can be sent to it outside its own
