@@ -67,26 +67,7 @@ enum Cmd {
     },
     /// Internal: the sandboxing supervisor the gateway starts each stdio upstream through.
     #[command(hide = true)]
-    StdioExec {
-        #[arg(long)]
-        upstream: String,
-        #[arg(long)]
-        parent_pid: i32,
-        #[arg(long, default_value = "best-effort")]
-        landlock: String,
-        #[arg(long)]
-        data: Option<u64>,
-        #[arg(long)]
-        nproc: Option<u64>,
-        #[arg(long, default_value_t = 1024)]
-        nofile: u64,
-        #[arg(long)]
-        ro: Vec<PathBuf>,
-        #[arg(long)]
-        rw: Vec<PathBuf>,
-        #[arg(last = true, required = true)]
-        command: Vec<std::ffi::OsString>,
-    },
+    StdioExec(palisade::sandbox::ExecArgs),
 }
 
 #[derive(Subcommand)]
@@ -214,28 +195,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::StdioExec {
-            upstream,
-            parent_pid,
-            landlock,
-            data,
-            nproc,
-            nofile,
-            ro,
-            rw,
-            command,
-        } => {
-            let code = palisade::sandbox::exec(palisade::sandbox::ExecArgs {
-                upstream,
-                parent_pid,
-                landlock,
-                data,
-                nproc,
-                nofile,
-                ro,
-                rw,
-                command,
-            });
+        Cmd::StdioExec(args) => {
+            let code = palisade::sandbox::exec(args);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Cmd::Config {

@@ -89,26 +89,35 @@ pub fn kill_group(pid: Option<u32>) {
     }
 }
 
-/// Options of `palisade stdio-exec`.
-#[derive(Debug, Default)]
+/// Options of `palisade stdio-exec` (written by [`command`], not by people).
+#[derive(Debug, Default, clap::Args)]
 pub struct ExecArgs {
     /// Upstream name (for messages).
+    #[arg(long)]
     pub upstream: String,
     /// The gateway's pid.
+    #[arg(long)]
     pub parent_pid: i32,
-    /// Landlock policy.
+    /// Landlock policy: `off`, `best-effort` or `required`.
+    #[arg(long, default_value = "best-effort")]
     pub landlock: String,
     /// `RLIMIT_DATA` in bytes.
+    #[arg(long)]
     pub data: Option<u64>,
     /// `RLIMIT_NPROC`.
+    #[arg(long)]
     pub nproc: Option<u64>,
     /// `RLIMIT_NOFILE`.
+    #[arg(long, default_value_t = 1024)]
     pub nofile: u64,
     /// Read+execute paths.
+    #[arg(long)]
     pub ro: Vec<PathBuf>,
     /// Read-write paths.
+    #[arg(long)]
     pub rw: Vec<PathBuf>,
     /// Program and arguments.
+    #[arg(last = true, required = true)]
     pub command: Vec<OsString>,
 }
 
@@ -239,8 +248,14 @@ fn supervise(a: &ExecArgs, cmd: &mut Command) -> i32 {
             PollFd::new(&parent_fd, PollFlags::IN),
             PollFd::new(&child_fd, PollFlags::IN),
         ];
-        if poll(&mut fds, None).is_err() {
-            continue; // EINTR
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => {
+                // Cannot watch the gateway any more: do not leave an unwatched child behind.
+                let _ = kill_process_group(getpid(), Signal::KILL);
+                return SANDBOX_FAILED;
+            }
         }
         if !fds[0].revents().is_empty() {
             // The gateway is gone: take everything we started with us.

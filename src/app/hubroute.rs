@@ -39,6 +39,8 @@ pub(super) async fn post(
     let (s, minted) = match session {
         Session::New => {
             // `initialize`: the hub answers it; the session is ours alone (no upstream id).
+            // Sent as a notification it has nobody to answer: refused before anything starts.
+            let id = env.id().ok_or(SessionError::Missing)?;
             let params = env.params();
             let version = era::negotiate(env.param_str("protocolVersion").as_deref());
             let (sid, ended) = gw.sessions.create(principal, route, None, Instant::now());
@@ -50,7 +52,6 @@ pub(super) async fn post(
                 Bytes::from(era::relayable_capabilities(params)),
             ));
             let result = hub.initialize(view, &s).await;
-            let id = env.id().ok_or(SessionError::Missing)?;
             let body = crate::hub::wire::response(id, "result", &result);
             let mut resp = json(body.clone());
             resp.headers_mut().insert(MCP_SESSION_ID, sid.to_header());

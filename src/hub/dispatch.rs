@@ -421,6 +421,11 @@ impl Hub {
         let (tx, rx) = mpsc::channel(16);
         let (end_tx, end_rx) = oneshot::channel();
         let relay = Relay {
+            // A shared stdio child's messages during a call are attributed to the most recent
+            // call in flight, possibly another principal's: only what is exactly attributable
+            // (progress, by token, and the response) is relayed then.
+            attributable_only: self.ups[u].isolation == crate::config::Isolation::Shared
+                && matches!(self.ups[u].via, super::Via::Stdio(_)),
             conn,
             session: s.clone(),
             id: id.clone(),
@@ -574,6 +579,7 @@ struct Relay {
     request_id: String,
     tx: mpsc::Sender<Bytes>,
     up_id: i64,
+    attributable_only: bool,
 }
 
 impl Relay {
@@ -610,6 +616,11 @@ impl Relay {
                         StreamEnd::ClientGone
                     };
                 }
+                Kind::Notification
+                    if self.attributable_only && env.method() != Some("notifications/progress") =>
+                {
+                    true
+                }
                 Kind::Notification => {
                     let msg = match (env.method(), &self.client_token, env.params()) {
                         (Some("notifications/progress"), Some(t), Some(p)) => {
@@ -623,7 +634,7 @@ impl Relay {
                 Kind::Request => {
                     // Modern clients cannot take requests on a response stream (MRTR is not
                     // bridged yet): the upstream gets an error instead.
-                    if self.session.is_modern() {
+                    if self.session.is_modern() || self.attributable_only {
                         refuse_request(&self.conn, &env).await;
                         true
                     } else if let Some(msg) = self.relayed(&env) {

@@ -98,12 +98,11 @@ pub fn unsupported_version_body(
     requested: &str,
     request_id: &str,
 ) -> String {
-    let mut idj = String::from("null");
-    if let Some(id) = id {
-        idj.clear();
-        id.write_json(&mut idj);
-    }
-    let id: Value = serde_json::from_str(&idj).unwrap_or(Value::Null);
+    let id = match id {
+        Some(crate::proto::Id::Num(n)) => json!(n),
+        Some(crate::proto::Id::Str(s)) => json!(s),
+        None => Value::Null,
+    };
     json!({
         "jsonrpc": "2.0",
         "id": id,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
@@ -82,7 +82,7 @@ impl HttpLink {
         self.version = HeaderValue::from_str(version).ok();
     }
 
-    fn headers(&self, accept_sse: bool) -> HeaderMap {
+    fn headers(&self, accept_json: bool) -> HeaderMap {
         let mut h = HeaderMap::with_capacity(4);
         h.insert(
             header::CONTENT_TYPE,
@@ -90,7 +90,7 @@ impl HttpLink {
         );
         h.insert(
             header::ACCEPT,
-            HeaderValue::from_static(if accept_sse {
+            HeaderValue::from_static(if accept_json {
                 "application/json, text/event-stream"
             } else {
                 "text/event-stream"
@@ -102,17 +102,27 @@ impl HttpLink {
         h
     }
 
-    /// Sends a request; returns its answer and, for `initialize`, the response headers' session id.
-    pub async fn request(&self, body: Bytes) -> Result<(Answer, Option<HeaderValue>), HubError> {
-        let resp = self
+    /// One HTTP exchange on this session, with the upstream's own credentials.
+    async fn send(
+        &self,
+        method: Method,
+        accept_json: bool,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, HubError> {
+        Ok(self
             .up
             .send(
-                Method::POST,
-                &self.headers(true),
+                method,
+                &self.headers(accept_json),
                 self.session.as_ref(),
                 body,
             )
-            .await?;
+            .await?)
+    }
+
+    /// Sends a request; returns its answer and, for `initialize`, the response headers' session id.
+    pub async fn request(&self, body: Bytes) -> Result<(Answer, Option<HeaderValue>), HubError> {
+        let resp = self.send(Method::POST, true, body).await?;
         let status = resp.status();
         let sid = resp.headers().get(MCP_SESSION_ID).cloned();
         if status == StatusCode::NOT_FOUND && self.session.is_some() {
@@ -146,17 +156,10 @@ impl HttpLink {
 
     /// Sends a notification or a response (the upstream answers 202).
     pub async fn post(&self, body: Bytes) -> Result<(), HubError> {
-        let resp = self
-            .up
-            .send(
-                Method::POST,
-                &self.headers(true),
-                self.session.as_ref(),
-                body,
-            )
-            .await?;
+        let resp = self.send(Method::POST, true, body).await?;
         let status = resp.status();
-        let _ = resp.into_body().collect().await;
+        // Read (bounded) so the connection can be reused; the body itself says nothing we use.
+        let _ = upstream::collect(resp.into_body(), self.bounds.max_bytes).await;
         if status == StatusCode::NOT_FOUND && self.session.is_some() {
             return Err(HubError::SessionGone);
         }
@@ -172,16 +175,7 @@ impl HttpLink {
     /// Opens the session's listen stream (GET): what the upstream sends outside any request.
     /// `None` when the upstream offers none (405).
     pub async fn listen(&self) -> Option<mpsc::Receiver<Envelope>> {
-        let resp = self
-            .up
-            .send(
-                Method::GET,
-                &self.headers(false),
-                self.session.as_ref(),
-                Bytes::new(),
-            )
-            .await
-            .ok()?;
+        let resp = self.send(Method::GET, false, Bytes::new()).await.ok()?;
         (resp.status().is_success() && is_sse(resp.headers()))
             .then(|| read_sse(resp.into_body(), self.bounds))
     }
@@ -189,15 +183,7 @@ impl HttpLink {
     /// Ends the upstream session (DELETE), best effort.
     pub async fn close(&self) {
         if self.session.is_some() {
-            let _ = self
-                .up
-                .send(
-                    Method::DELETE,
-                    &self.headers(true),
-                    self.session.as_ref(),
-                    Bytes::new(),
-                )
-                .await;
+            let _ = self.send(Method::DELETE, true, Bytes::new()).await;
         }
     }
 }

@@ -337,7 +337,11 @@ impl Hub {
                 }
             });
         }
-        tokio::spawn(unsolicited(Arc::downgrade(&conn), rx));
+        tokio::spawn(unsolicited(
+            Arc::downgrade(&conn),
+            rx,
+            owner == Owner::Shared,
+        ));
         Ok(conn)
     }
 
@@ -457,18 +461,24 @@ fn write_event(
 /// Handles what an upstream sends outside any request: list changes refresh the merged view
 /// and are passed to the sessions using it; a server request goes to the most recent session
 /// of the same owner that can answer it (never another principal's: sessions only watch
-/// upstream sessions of their own owner), or is refused.
-async fn unsolicited(conn: Weak<Conn>, mut rx: mpsc::Receiver<Envelope>) {
+/// upstream sessions of their own owner), or is refused. A `shared` upstream session is
+/// watched by everybody's sessions, so it may only announce list changes: its requests are
+/// refused and its other notifications (logs) are not passed to anyone.
+async fn unsolicited(conn: Weak<Conn>, mut rx: mpsc::Receiver<Envelope>, shared: bool) {
     while let Some(env) = rx.recv().await {
         let Some(c) = conn.upgrade() else { break };
         match env.kind() {
             Kind::Notification => {
                 let m = env.method().unwrap_or_default();
-                c.invalidate(m);
+                let changed = c.invalidate(m).is_some();
+                if shared && !changed {
+                    continue;
+                }
                 for s in c.watching() {
                     s.push(env.bytes());
                 }
             }
+            Kind::Request if shared => dispatch::refuse_request(&c, &env).await,
             Kind::Request => {
                 let delivered = dispatch::relay_request(&c, &env, &c.watching());
                 if !delivered {

@@ -3,8 +3,6 @@
 //! Edits are splices over the original bytes (member spans from the strict scanner), never a
 //! parse into a tree and back: unknown members and number spellings pass through intact.
 
-use std::ops::Range;
-
 use bytes::Bytes;
 
 use crate::proto::{json, Id};
@@ -76,21 +74,7 @@ pub fn push_str(out: &mut Vec<u8>, v: &str) {
 
 /// The raw value of member `key` of the (already validated) object `obj`.
 pub fn member<'a>(obj: &'a [u8], key: &str) -> Option<&'a [u8]> {
-    span(obj, key).map(|r| &obj[r])
-}
-
-fn span(obj: &[u8], key: &str) -> Option<Range<usize>> {
-    if obj.first() != Some(&b'{') {
-        return None;
-    }
-    let mut found = None;
-    let _ = json::scan(obj, usize::MAX, |k, r| {
-        if k == key {
-            found = Some(r);
-        }
-        Ok(())
-    });
-    found
+    crate::proto::envelope::member(obj, key).map(|r| &obj[r])
 }
 
 /// `obj` with member `key` set to the raw JSON `value` (added last when absent), or removed

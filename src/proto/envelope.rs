@@ -247,7 +247,7 @@ impl Envelope {
 }
 
 /// The span of member `key` of the already-validated object `obj`.
-fn member(obj: &[u8], key: &str) -> Option<Range<usize>> {
+pub(crate) fn member(obj: &[u8], key: &str) -> Option<Range<usize>> {
     if obj.first() != Some(&b'{') {
         return None;
     }
