@@ -4,7 +4,13 @@
 //! through a bare hyper pass-through forwarder (no controls: the floor any gateway pays on this
 //! machine), and through Palisade — at 1 and 32 concurrent sessions, and prints throughput,
 //! p50/p99 latency, each proxy's own CPU time per call (from /proc accounting) and the ratios.
-//! Every process is separate, so CPU time is attributed correctly. Environment knobs:
+//! Every process is separate, so CPU time is attributed correctly.
+//!
+//! The same run measures authentication end to end, as the extra CPU per call over the
+//! unauthenticated route with the same body: a JWT (RS256 and EdDSA) served from the
+//! verified-token cache, the same JWTs verified on every call (a second gateway whose cache is
+//! off), and HMAC v2 over a 1 KB body with a fresh nonce per call, without and with an
+//! `Idempotency-Key` (whose answer the gateway then stores). Environment knobs:
 //! `BENCH_SECS` (measured seconds per cell, default 5), `BENCH_RUNS` (default 3; medians are
 //! reported). For profiling, `gateway --load URL CONCURRENCY SECS [PID]` drives one running
 //! target alone (e.g. while `perf record -p PID` watches it) and prints the same figures.
@@ -14,18 +20,75 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use palisade::config::Canonical;
+use palisade::controls::authn::{sign, SignFields};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#;
 const CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the benchmark"}}}"#;
 const CALL_HUB: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"demo__echo","arguments":{"text":"hello from the benchmark"}}}"#;
+
+const HMAC_SECRET: &str = "bench-hmac-secret-0123456789abcdef0123";
+
+/// How a request authenticates.
+#[derive(Clone)]
+enum Auth {
+    None,
+    /// `Authorization: Bearer` with this token.
+    Bearer(Arc<str>),
+    /// HMAC v2 signature over each request, fresh nonce; with an `Idempotency-Key` or not.
+    Hmac {
+        path: &'static str,
+        idempotency: bool,
+    },
+}
+
+static NONCE: AtomicU64 = AtomicU64::new(0);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn jwt(kid: &str, pem: &str, alg: Algorithm) -> Arc<str> {
+    let pem = std::fs::read(fixture(pem)).unwrap();
+    let key = match alg {
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
+        _ => EncodingKey::from_rsa_pem(&pem),
+    }
+    .unwrap();
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.into());
+    let claims = serde_json::json!({
+        "iss": "https://idp.bench", "aud": "https://gw.bench/mcp/jwt", "sub": "agent",
+        "exp": unix_now() + 3600, "roles": ["trader"], "scope": "mcp:tools",
+    });
+    Arc::from(encode(&h, &claims, &key).unwrap())
+}
+
+/// A call whose `echo` text makes the whole body 1 KB.
+fn call_1k() -> &'static str {
+    let head = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":""#;
+    let tail = r#""}}}"#;
+    let pad = "x".repeat(1024 - head.len() - tail.len());
+    Box::leak(format!("{head}{pad}{tail}").into_boxed_str())
+}
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -139,10 +202,45 @@ async fn post(
     url: &str,
     session: Option<&str>,
     body: &'static str,
+    auth: &Auth,
 ) -> (u16, Option<String>) {
     let mut b = Request::post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream");
+    match auth {
+        Auth::None => {}
+        Auth::Bearer(t) => b = b.header("authorization", format!("Bearer {t}")),
+        Auth::Hmac { path, idempotency } => {
+            let nonce = format!("n{}", NONCE.fetch_add(1, Ordering::Relaxed));
+            let ts = unix_now().to_string();
+            let idem = if *idempotency { nonce.as_str() } else { "" };
+            let fields = SignFields {
+                method: "POST",
+                path,
+                timestamp: &ts,
+                nonce: &nonce,
+                idempotency_key: idem,
+                api_version: "1.0.0",
+                key_id: "bench",
+                ..Default::default()
+            };
+            let sig = sign(
+                HMAC_SECRET.as_bytes(),
+                Canonical::V2,
+                &fields,
+                body.as_bytes(),
+            );
+            b = b
+                .header("x-signature", sig)
+                .header("x-timestamp", &ts)
+                .header("x-nonce", &nonce)
+                .header("x-api-version", "1.0.0")
+                .header("x-key-id", "bench");
+            if *idempotency {
+                b = b.header("idempotency-key", &nonce);
+            }
+        }
+    }
     if let Some(s) = session {
         b = b
             .header("mcp-session-id", s)
@@ -174,6 +272,7 @@ struct Cell {
 async fn measure(
     url: &str,
     call: &'static str,
+    auth: &Auth,
     concurrency: usize,
     secs: u64,
     proxy_pid: Option<u32>,
@@ -183,7 +282,7 @@ async fn measure(
         .build_http();
     let mut sessions = Vec::new();
     for _ in 0..concurrency {
-        let (status, sid) = post(&client, url, None, INIT).await;
+        let (status, sid) = post(&client, url, None, INIT, auth).await;
         assert_eq!(status, 200, "initialize via {url}");
         sessions.push(sid.expect("session id"));
     }
@@ -196,11 +295,12 @@ async fn measure(
             .map(|sid| {
                 let client = client.clone();
                 let url = url.to_owned();
+                let auth = auth.clone();
                 tokio::spawn(async move {
                     let mut lat = Vec::new();
                     while Instant::now() < deadline {
                         let t = Instant::now();
-                        let (status, _) = post(&client, &url, Some(&sid), call).await;
+                        let (status, _) = post(&client, &url, Some(&sid), call, &auth).await;
                         assert_eq!(status, 200);
                         if collect {
                             lat.push(t.elapsed().as_micros() as u64);
@@ -259,7 +359,7 @@ fn main() {
         } else {
             CALL
         };
-        let cell = rt.block_on(measure(&url, call, c, secs, pid));
+        let cell = rt.block_on(measure(&url, call, &Auth::None, c, secs, pid));
         println!(
             "{:.0} calls/s, p50 {:.0} µs, p99 {:.0} µs, proxy CPU {:.1} µs/call",
             cell.rps,
@@ -289,42 +389,89 @@ fn main() {
     let direct = format!("http://{demo}");
     let (fwd, fwd_addr) =
         spawn(Command::new(std::env::current_exe().unwrap()).args(["--forwarder", &direct]));
-    let cfg = dir.join("bench.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = {:?}\n[[upstream]]\nname = \"demo\"\nurl = \"{direct}\"\n",
-            dir.display().to_string()
-        ),
-    )
-    .unwrap();
-    let (gw, gw_addr) = spawn(
-        Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "error"),
-    );
-    let targets: [(&str, String, &'static str, Option<u32>); 4] = [
-        ("direct", direct.clone(), CALL, None),
+    // One gateway with the verified-JWT cache on (the default), one with it off: the same
+    // config otherwise. `demo` is unauthenticated; `jwt` and `hmac` reach the same upstream.
+    let config = |name: &str, jwt_cache: u64| {
+        let path = dir.join(name);
+        let data = dir.join(format!("{name}.data"));
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = {:?}\n\
+                 [auth]\nmethods = [\"none\"]\n\
+                 [auth.hmac]\nrequire_idempotency_key = false\nreplay_capacity = 10000000\n\
+                 [idempotency]\ncapacity = 10000000\n\
+                 [[auth.hmac.clients]]\nid = \"bench\"\nkey_id = \"bench\"\nsecret = \"{HMAC_SECRET}\"\n\
+                 [auth.jwt]\nissuer = [\"https://idp.bench\"]\naudience = [\"https://gw.bench/mcp/jwt\"]\ncache_capacity = {jwt_cache}\n\
+                 [[auth.jwt.keys]]\nkid = \"rs\"\nalg = \"RS256\"\npem_file = {:?}\n\
+                 [[auth.jwt.keys]]\nkid = \"ed\"\nalg = \"EdDSA\"\npem_file = {:?}\n\
+                 [[upstream]]\nname = \"demo\"\nurl = \"{direct}\"\n\
+                 [[upstream]]\nname = \"jwt\"\nurl = \"{direct}\"\nauth = [\"jwt\"]\nhub = false\n\
+                 [[upstream]]\nname = \"hmac\"\nurl = \"{direct}\"\nauth = [\"hmac\"]\nhub = false\n",
+                data.display().to_string(),
+                fixture("rsa.pub"),
+                fixture("ed.pub"),
+            ),
+        )
+        .unwrap();
+        spawn(
+            Command::new(bin)
+                .args(["serve", "--config"])
+                .arg(&path)
+                .args(["--listen", "127.0.0.1:0"])
+                .env("RUST_LOG", "error"),
+        )
+    };
+    let (gw, gw_addr) = config("bench.toml", 10_000);
+    let (gw_nc, gw_nc_addr) = config("bench-nocache.toml", 0);
+    let (gw_pid, gw_nc_pid) = (Some(gw.0.id()), Some(gw_nc.0.id()));
+    let rs = Auth::Bearer(jwt("rs", "rsa.key", Algorithm::RS256));
+    let ed = Auth::Bearer(jwt("ed", "ed.key", Algorithm::EdDSA));
+    let hmac = |idempotency| Auth::Hmac {
+        path: "/mcp/hmac",
+        idempotency,
+    };
+    let call_1k = call_1k();
+    let jwt_url = format!("http://{gw_addr}/mcp/jwt");
+    let jwt_nc_url = format!("http://{gw_nc_addr}/mcp/jwt");
+    let hmac_url = format!("http://{gw_addr}/mcp/hmac");
+    let demo_url = format!("http://{gw_addr}/mcp/demo");
+    let targets: Vec<(&str, String, &'static str, Auth, Option<u32>)> = vec![
+        ("direct", direct.clone(), CALL, Auth::None, None),
         (
             "bare forwarder",
             format!("http://{fwd_addr}/"),
             CALL,
+            Auth::None,
             Some(fwd.0.id()),
         ),
-        (
-            "palisade",
-            format!("http://{gw_addr}/mcp/demo"),
-            CALL,
-            Some(gw.0.id()),
-        ),
+        ("palisade", demo_url.clone(), CALL, Auth::None, gw_pid),
         (
             "palisade hub",
             format!("http://{gw_addr}/mcp"),
             CALL_HUB,
-            Some(gw.0.id()),
+            Auth::None,
+            gw_pid,
         ),
+        (
+            "jwt RS256 cached",
+            jwt_url.clone(),
+            CALL,
+            rs.clone(),
+            gw_pid,
+        ),
+        ("jwt EdDSA cached", jwt_url, CALL, ed.clone(), gw_pid),
+        (
+            "jwt RS256 verified",
+            jwt_nc_url.clone(),
+            CALL,
+            rs,
+            gw_nc_pid,
+        ),
+        ("jwt EdDSA verified", jwt_nc_url, CALL, ed, gw_nc_pid),
+        ("palisade 1 KB", demo_url, call_1k, Auth::None, gw_pid),
+        ("hmac 1 KB", hmac_url.clone(), call_1k, hmac(false), gw_pid),
+        ("hmac 1 KB + idem", hmac_url, call_1k, hmac(true), gw_pid),
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -340,8 +487,8 @@ fn main() {
     for c in [1usize, 32] {
         let mut results: Vec<Vec<Cell>> = (0..targets.len()).map(|_| Vec::new()).collect();
         for _ in 0..runs {
-            for (i, (_, url, call, pid)) in targets.iter().enumerate() {
-                results[i].push(rt.block_on(measure(url, call, c, secs, *pid)));
+            for (i, (_, url, call, auth, pid)) in targets.iter().enumerate() {
+                results[i].push(rt.block_on(measure(url, call, auth, c, secs, *pid)));
             }
         }
         let med = |i: usize, f: &dyn Fn(&Cell) -> Option<f64>| {
@@ -354,12 +501,12 @@ fn main() {
         };
         println!("\nconcurrency {c}");
         println!(
-            "{:<16} {:>10} {:>10} {:>10} {:>14}",
+            "{:<20} {:>10} {:>10} {:>10} {:>14}",
             "target", "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call"
         );
-        for (i, (name, _, _, _)) in targets.iter().enumerate() {
+        for (i, (name, _, _, _, _)) in targets.iter().enumerate() {
             println!(
-                "{:<16} {:>10.0} {:>10.0} {:>10.0} {:>14.1}",
+                "{:<20} {:>10.0} {:>10.0} {:>10.0} {:>14.1}",
                 name,
                 med(i, &|c| Some(c.rps)),
                 med(i, &|c| Some(c.p50_us)),
@@ -379,6 +526,19 @@ fn main() {
         println!(
             "throughput palisade/direct: {:.2}",
             med(2, &|c| Some(c.rps)) / med(0, &|c| Some(c.rps))
+        );
+        let cpu = |i: usize| med(i, &|c| c.cpu_us_per_call);
+        println!(
+            "authentication, CPU µs per call added over the unauthenticated route: \
+             cached JWT RS256 {:+.1} / EdDSA {:+.1} (target <= 5); \
+             verified JWT RS256 {:+.1} / EdDSA {:+.1}; \
+             HMAC v2 1 KB {:+.1} (target <= 10), with Idempotency-Key {:+.1}",
+            cpu(4) - cpu(2),
+            cpu(5) - cpu(2),
+            cpu(6) - cpu(2),
+            cpu(7) - cpu(2),
+            cpu(9) - cpu(8),
+            cpu(10) - cpu(8),
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -30,16 +30,6 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     b.enable_all().build()
 }
 
-/// The TLS acceptor (rustls's type has no `Debug`).
-#[derive(Clone)]
-struct Tls(tokio_rustls::TlsAcceptor);
-
-impl std::fmt::Debug for Tls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TlsAcceptor")
-    }
-}
-
 /// A gateway that is bound and ready to serve.
 #[derive(Debug)]
 pub struct Running {
@@ -57,7 +47,7 @@ pub struct Running {
 struct Bound {
     listener: TcpListener,
     addr: std::net::SocketAddr,
-    tls: Option<Tls>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Builds everything from a validated config and binds the listener. Errors are start-up
@@ -104,9 +94,9 @@ pub async fn start(
     for l in &config.listeners {
         let tls = match &l.tls {
             Some(t) => {
-                let (sc, resolver) = crate::tls::server_config(t)?;
-                tokio::spawn(crate::tls::watch(t.clone(), resolver));
-                Some(Tls(tokio_rustls::TlsAcceptor::from(sc)))
+                let tls = crate::tls::Tls::new(t.clone())?;
+                tokio::spawn(tls.clone().watch());
+                Some(tls)
             }
             None => None,
         };
@@ -204,15 +194,7 @@ impl Running {
                 let signal = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                server::serve(
-                    b.listener,
-                    i,
-                    gw,
-                    b.tls.map(|t| t.0),
-                    signal,
-                    Duration::from_secs(30),
-                )
-                .await;
+                server::serve(b.listener, i, gw, b.tls, signal, Duration::from_secs(30)).await;
             }));
         }
         shutdown.await;

@@ -1,51 +1,102 @@
-//! TLS on the front door (rustls, no OpenSSL): version and cipher-suite allow lists, certificate
-//! hot reload, and client certificates (mTLS) whose identity becomes a principal.
+//! TLS on the front door (rustls, no OpenSSL): version and cipher-suite allow lists, hot reload
+//! of the certificate and of the client CA, and client certificates (mTLS) whose identity becomes
+//! a principal.
 //!
-//! The certificate is served through a resolver holding the current key; a watcher re-reads the
-//! files when they change, so a renewed certificate is picked up without a restart (a file that
-//! fails to parse is logged and the previous certificate kept). The client CA is read at start.
-//! The identity of a client certificate is its first URI SAN (e.g. SPIFFE), else DNS SAN, else
-//! e-mail SAN, else the subject CN.
+//! Each accepted connection takes the current `ServerConfig`; a watcher rebuilds it when the
+//! certificate, key or client-CA file changes, so a renewed certificate or a rotated CA is used
+//! by the next handshake without a restart. A rebuild that fails (a half-written file, a key that
+//! does not match) is logged and the previous configuration kept: reloading never weakens or
+//! drops TLS. The identity of a client certificate is its first URI SAN (e.g. SPIFFE), else DNS
+//! SAN, else e-mail SAN, else the subject CN.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::CertificateDer;
+use tokio_rustls::TlsAcceptor;
 use x509_parser::extensions::GeneralName;
 
 use crate::config::{read_certs, read_key, TlsConfig};
 
-/// Serves the current certificate; replaced on reload.
-#[derive(Debug)]
-pub struct Resolver {
-    current: RwLock<Arc<CertifiedKey>>,
-    provider: Arc<CryptoProvider>,
+/// The listener's TLS configuration, replaced whole on reload.
+pub struct Tls {
+    cfg: TlsConfig,
+    current: RwLock<Arc<ServerConfig>>,
 }
 
-impl ResolvesServerCert for Resolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("cert_file", &self.cfg.cert_file)
+            .finish()
+    }
+}
+
+impl Tls {
+    /// Reads the files and builds the configuration. Errors stop the gateway at start (fail
+    /// closed).
+    pub fn new(cfg: TlsConfig) -> Result<Arc<Self>, String> {
+        let sc = server_config(&cfg)?;
+        Ok(Arc::new(Tls {
+            cfg,
+            current: RwLock::new(sc),
+        }))
+    }
+
+    /// An acceptor for one connection, with the configuration current at accept time.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(
             self.current
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
         )
     }
+
+    /// Rebuilds the configuration when a file changes, until the gateway stops.
+    pub async fn watch(self: Arc<Self>) {
+        let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let files = |c: &TlsConfig| -> [Option<SystemTime>; 3] {
+            [
+                stamp(&c.cert_file),
+                stamp(&c.key_file),
+                c.client_ca_file.as_deref().and_then(stamp),
+            ]
+        };
+        let mut last = files(&self.cfg);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let now = files(&self.cfg);
+            if now == last {
+                continue;
+            }
+            last = now;
+            match self.reload() {
+                Ok(()) => {
+                    tracing::info!(target: "palisade::tls", "certificate and client CA reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(target: "palisade::tls", error = %e, "TLS reload failed; keeping the previous configuration")
+                }
+            }
+        }
+    }
+
+    /// Re-reads the files; on any error the current configuration stays.
+    fn reload(&self) -> Result<(), String> {
+        let sc = server_config(&self.cfg)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = sc;
+        Ok(())
+    }
 }
 
-fn load_key(cfg: &TlsConfig, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
-    let certs = read_certs(&cfg.cert_file)?;
-    let key = read_key(&cfg.key_file)?;
-    CertifiedKey::from_der(certs, key, provider).map_err(|e| format!("certificate and key: {e}"))
-}
-
-/// Builds the rustls configuration. Errors stop the gateway at start (fail closed).
-pub fn server_config(cfg: &TlsConfig) -> Result<(Arc<ServerConfig>, Arc<Resolver>), String> {
+/// Builds the rustls configuration from the files named in `cfg`.
+fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
     let mut provider = rustls::crypto::ring::default_provider();
     if !cfg.cipher_suites.is_empty() {
         provider.cipher_suites.retain(|s| {
@@ -79,40 +130,13 @@ pub fn server_config(cfg: &TlsConfig) -> Result<(Arc<ServerConfig>, Arc<Resolver
         }
         None => builder.with_no_client_auth(),
     };
-    let resolver = Arc::new(Resolver {
-        current: RwLock::new(Arc::new(load_key(cfg, &provider)?)),
-        provider,
-    });
-    let mut sc = builder.with_cert_resolver(resolver.clone());
+    let certs = read_certs(&cfg.cert_file)?;
+    let key = read_key(&cfg.key_file)?;
+    let key = CertifiedKey::from_der(certs, key, &provider)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    let mut sc = builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((Arc::new(sc), resolver))
-}
-
-/// Reloads the certificate when its files change, until the gateway stops.
-pub async fn watch(cfg: TlsConfig, resolver: Arc<Resolver>) {
-    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let seen = |c: &TlsConfig| -> (Option<SystemTime>, Option<SystemTime>) {
-        (stamp(&c.cert_file), stamp(&c.key_file))
-    };
-    let mut last = seen(&cfg);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let now = seen(&cfg);
-        if now == last {
-            continue;
-        }
-        last = now;
-        match load_key(&cfg, &resolver.provider) {
-            Ok(k) => {
-                *resolver.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(k);
-                tracing::info!(target: "palisade::tls", "certificate reloaded");
-            }
-            Err(e) => {
-                tracing::error!(target: "palisade::tls", error = %e, "certificate reload failed; keeping the previous one")
-            }
-        }
-    }
+    Ok(Arc::new(sc))
 }
 
 /// The identity of a verified client certificate.
@@ -143,4 +167,56 @@ pub fn identity(cert: &CertificateDer<'_>) -> Option<Arc<str>> {
     }
     let cn = c.subject().iter_common_name().next()?.as_str().ok()?;
     Some(Arc::from(cn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> TlsConfig {
+        let ca = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = p.self_signed(&ca).unwrap();
+        std::fs::write(dir.join("c.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.join("k.pem"), ca.serialize_pem()).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+        TlsConfig {
+            cert_file: dir.join("c.pem"),
+            key_file: dir.join("k.pem"),
+            allow_tls12: false,
+            cipher_suites: vec![],
+            client_ca_file: Some(dir.join("ca.pem")),
+            client_cert_required: true,
+        }
+    }
+
+    #[test]
+    fn a_broken_file_at_reload_keeps_the_previous_configuration() {
+        let dir = std::env::temp_dir().join(format!("palisade-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tls = Tls::new(files(&dir)).unwrap();
+        let before = tls.current.read().unwrap().clone();
+        // A half-written CA, then a key that does not match the certificate.
+        std::fs::write(
+            dir.join("ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nnot base64\n",
+        )
+        .unwrap();
+        assert!(tls.reload().is_err());
+        assert!(Arc::ptr_eq(&before, &tls.current.read().unwrap()));
+        files(&dir);
+        std::fs::write(
+            dir.join("k.pem"),
+            rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        )
+        .unwrap();
+        assert!(tls.reload().unwrap_err().contains("certificate and key"));
+        assert!(Arc::ptr_eq(&before, &tls.current.read().unwrap()));
+        // Whole again: the new configuration is taken.
+        files(&dir);
+        tls.reload().unwrap();
+        assert!(!Arc::ptr_eq(&before, &tls.current.read().unwrap()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -239,8 +239,11 @@ async fn oidc_provider_tokens_are_accepted_and_its_key_rotation_is_followed() {
         "token signed with the rotated-in key refused (see the gateway's JWKS warning above): {:?}",
         r.body
     );
-    // The rotated-out key is gone from the gateway's key set too.
+    // The rotated-out key is gone from the gateway's key set too: for a key-A token it never
+    // saw, and for t1, accepted (and cached) before the rotation.
     let r = initialize(&s, &unused_a).await;
+    assert_eq!((r.status.as_u16(), r.code().as_str()), (401, "MCP-002"));
+    let r = initialize(&s, &t1).await;
     assert_eq!((r.status.as_u16(), r.code().as_str()), (401, "MCP-002"));
 
     // Only the three accepted requests reached the upstream.
@@ -271,6 +274,7 @@ async fn oidc_provider_tokens_are_accepted_and_its_key_rotation_is_followed() {
         [
             ("jwt_wrong_audience", 401),
             ("insufficient_scope", 403),
+            ("jwt_unknown_kid", 401),
             ("jwt_unknown_kid", 401)
         ],
         "{rows:#?}"

@@ -212,6 +212,25 @@ async fn mtls_principals_handshake_refusals_and_certificate_reload() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Rotate the client CA on disk: the other CA's agents get in, the old CA's no longer do.
+    write(&dir, "ca.pem", &other.cert.pem());
+    let start = Instant::now();
+    while post_tls(gw_addr, client_config(&ca1, Some(&stranger), false), INIT)
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "client CA not reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        post_tls(gw_addr, client_config(&ca1, Some(&agent), false), INIT)
+            .await
+            .is_err(),
+        "a certificate of the rotated-out CA"
+    );
     gw.stop();
     let rows = gw.principal_rows();
     assert!(

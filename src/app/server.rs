@@ -10,7 +10,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use super::{pipeline, Conn, Shared};
 
@@ -20,7 +19,7 @@ pub async fn serve(
     listener: TcpListener,
     index: usize,
     gw: Shared,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
@@ -78,7 +77,7 @@ pub async fn serve(
                         let _ = refuse_plain_http(stream).await;
                         return;
                     }
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(stream)).await {
+                    let stream = match tokio::time::timeout(Duration::from_secs(10), tls.acceptor().accept(stream)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::info!(target: "palisade::tls", peer = %peer, error = %e, "TLS handshake refused");

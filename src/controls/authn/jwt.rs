@@ -10,7 +10,7 @@
 //! hash and a map lookup instead of a signature check.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -81,7 +81,8 @@ pub enum JwtError {
 #[derive(Debug)]
 pub(super) struct Verifier {
     cfg: JwtConfig,
-    jwks: RwLock<Arc<Vec<JwtKey>>>,
+    /// Keys from the JWKS URL or OIDC discovery, replaced on each successful fetch.
+    jwks: super::trust::KeySet,
     /// When the JWKS was last fetched; also the single-flight lock for fetching.
     fetched: tokio::sync::Mutex<Option<Instant>>,
     client: HttpClient,
@@ -90,9 +91,12 @@ pub(super) struct Verifier {
 }
 
 /// A verified token as cached: what it grants, until when, and for which audiences (checked on
-/// every use, since routes differ in the audience they require).
+/// every use, since routes differ in the audience they require). `keys` is the generation of the
+/// key sets it was verified against: once a key set changes (a JWKS refresh, `palisade keys
+/// rotate`), the token is verified again, so a key rotated out also stops its cached tokens.
 #[derive(Debug, Clone)]
 struct Verified {
+    keys: u64,
     grant: Grant,
     exp: u64,
     audiences: Arc<[Box<str>]>,
@@ -108,7 +112,7 @@ impl Verifier {
     pub(super) fn new(cfg: JwtConfig, client: HttpClient, trust: super::Trust) -> Self {
         Verifier {
             cfg,
-            jwks: RwLock::new(Arc::new(Vec::new())),
+            jwks: super::trust::KeySet::default(),
             fetched: tokio::sync::Mutex::new(None),
             client,
             cache: Mutex::new(HashMap::new()),
@@ -129,7 +133,10 @@ impl Verifier {
             return Err(JwtError::TooLong);
         }
         let digest: [u8; 32] = Sha256::digest(token).into();
-        if let Some(v) = self.cached(&digest, now) {
+        // Read before the key lookup: a set replaced meanwhile makes this entry stale, never
+        // the other way round.
+        let keys = self.keys_generation();
+        if let Some(v) = self.cached(&digest, now, keys) {
             self.still_good(&v, resource)?;
             return Ok(v.grant);
         }
@@ -172,7 +179,7 @@ impl Verifier {
                 jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => JwtError::AlgMismatch,
                 _ => JwtError::Malformed,
             })?;
-        let v = self.claims(&data.claims, now)?;
+        let v = self.claims(&data.claims, now, keys)?;
         self.still_good(&v, resource)?;
         let grant = v.grant.clone();
         self.remember(digest, v, now);
@@ -197,7 +204,7 @@ impl Verifier {
         ok.then_some(()).ok_or(JwtError::WrongAudience)
     }
 
-    fn claims(&self, c: &Map<String, Value>, now: u64) -> Result<Verified, JwtError> {
+    fn claims(&self, c: &Map<String, Value>, now: u64, keys: u64) -> Result<Verified, JwtError> {
         let leeway = self.cfg.leeway.as_secs();
         let time = |name: &str| -> Result<Option<u64>, JwtError> {
             match c.get(name) {
@@ -262,6 +269,7 @@ impl Verifier {
             permissions: list(&self.cfg.permissions_claim),
         };
         Ok(Verified {
+            keys,
             grant,
             exp,
             audiences,
@@ -269,11 +277,17 @@ impl Verifier {
         })
     }
 
-    fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Verified> {
+    /// The generation of every key set a token may be verified with (the configured keys never
+    /// change): a sum of counters that only grow, so it changes whenever either set does.
+    fn keys_generation(&self) -> u64 {
+        self.jwks.generation() + self.trust.issuer_keys.generation()
+    }
+
+    fn cached(&self, digest: &[u8; 32], now: u64, keys: u64) -> Option<Verified> {
         let leeway = self.cfg.leeway.as_secs();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match cache.get(digest) {
-            Some(v) if now <= v.exp.saturating_add(leeway) => Some(v.clone()),
+            Some(v) if now <= v.exp.saturating_add(leeway) && v.keys == keys => Some(v.clone()),
             Some(_) => {
                 cache.remove(digest);
                 None
@@ -289,7 +303,7 @@ impl Verifier {
         let leeway = self.cfg.leeway.as_secs();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= self.cfg.cache_capacity {
-            cache.retain(|_, c| now <= c.exp.saturating_add(leeway));
+            cache.retain(|_, c| now <= c.exp.saturating_add(leeway) && c.keys == v.keys);
         }
         if cache.len() < self.cfg.cache_capacity {
             cache.insert(digest, v);
@@ -316,9 +330,7 @@ impl Verifier {
             }
             *last = Some(Instant::now());
             match self.fetch().await {
-                Ok(keys) => {
-                    *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-                }
+                Ok(keys) => self.jwks.replace(keys),
                 Err(e) => {
                     tracing::warn!(target: "palisade::authn", error = %e, "JWKS fetch failed; keeping the previous keys");
                 }
@@ -328,7 +340,7 @@ impl Verifier {
     }
 
     fn lookup(&self, kid: Option<&str>) -> Option<JwtKey> {
-        let jwks = self.jwks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let jwks = self.jwks.get();
         let own = self.trust.issuer_keys.get();
         let keys = self.cfg.keys.iter().chain(own.iter()).chain(jwks.iter());
         match kid {
@@ -409,7 +421,7 @@ impl Verifier {
         }
         let _guard = self.fetched.lock().await;
         match self.fetch().await {
-            Ok(keys) => *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys),
+            Ok(keys) => self.jwks.replace(keys),
             Err(e) => {
                 tracing::warn!(target: "palisade::authn", error = %e, "JWKS fetch failed at start; JWTs are refused until it succeeds")
             }

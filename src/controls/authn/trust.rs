@@ -3,23 +3,34 @@
 //! (after `palisade token revoke`). Readers take a snapshot (`Arc`) under a short read lock.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::config::JwtKey;
 
-/// A set of verification keys that can be replaced as a whole.
+/// A set of verification keys that can be replaced as a whole, with a generation that changes
+/// on every replacement (so that what was verified with an older set can be verified again).
 #[derive(Debug, Default)]
-pub struct KeySet(RwLock<Arc<Vec<JwtKey>>>);
+pub struct KeySet {
+    keys: RwLock<Arc<Vec<JwtKey>>>,
+    generation: AtomicU64,
+}
 
 impl KeySet {
     /// The current keys.
     pub fn get(&self) -> Arc<Vec<JwtKey>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces the keys.
     pub fn replace(&self, keys: Vec<JwtKey>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times the keys were replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 
