@@ -7,20 +7,24 @@
 //! Every process is separate, so CPU time is attributed correctly.
 //!
 //! The same run measures authentication end to end, as the extra CPU per call over the
-//! unauthenticated route with the same body: a JWT (RS256 and EdDSA) served from the
-//! verified-token cache, the same JWTs verified on every call (a second gateway whose cache is
-//! off), and HMAC v2 over a 1 KB body with a fresh nonce per call, without and with an
-//! `Idempotency-Key` (whose answer the gateway then stores). Environment knobs:
-//! `BENCH_SECS` (measured seconds per cell, default 5), `BENCH_RUNS` (default 3; medians are
-//! reported). For profiling, `gateway --load URL CONCURRENCY SECS [PID]` drives one running
-//! target alone (e.g. while `perf record -p PID` watches it) and prints the same figures.
+//! unauthenticated route with the same body, at a fixed rate (open loop): a JWT (RS256 and
+//! EdDSA) served from the verified-token cache, the same JWTs verified on every call (a second
+//! gateway whose cache is off), and HMAC v2 over a 1 KB body with a fresh nonce per call,
+//! without and with an `Idempotency-Key` (whose answer the gateway then stores).
+//!
+//! Environment knobs: `BENCH_SECS` (measured seconds per cell, default 5), `BENCH_RUNS`
+//! (default 3; medians are reported), `BENCH_ONLY` (comma-separated name prefixes of the
+//! targets to run, e.g. `palisade,hmac`), `BENCH_CONCURRENCY` (default `1,32`),
+//! `BENCH_AUTH_RATE` (calls/s of the authentication table, default 4000; 0 skips it), `BENCH_PALISADE_BIN`
+//! (another gateway binary, for A/B comparisons). For profiling, `gateway --load URL
+//! CONCURRENCY SECS [PID]` drives one running target alone (e.g. while `perf record -p PID`
+//! watches it) and prints the same figures.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -274,6 +278,7 @@ async fn measure(
     call: &'static str,
     auth: &Auth,
     concurrency: usize,
+    rate: Option<f64>,
     secs: u64,
     proxy_pid: Option<u32>,
 ) -> Cell {
@@ -298,7 +303,17 @@ async fn measure(
                 let auth = auth.clone();
                 tokio::spawn(async move {
                     let mut lat = Vec::new();
+                    // Open loop at a fixed rate (each session its share), or closed loop.
+                    let mut pace = rate.map(|r| {
+                        let mut i =
+                            tokio::time::interval(Duration::from_secs_f64(concurrency as f64 / r));
+                        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        i
+                    });
                     while Instant::now() < deadline {
+                        if let Some(p) = &mut pace {
+                            p.tick().await;
+                        }
                         let t = Instant::now();
                         let (status, _) = post(&client, &url, Some(&sid), call, &auth).await;
                         assert_eq!(status, 200);
@@ -333,6 +348,67 @@ async fn measure(
     }
 }
 
+/// A benchmark target: name, URL, body, authentication, the proxy's pid (for its CPU time).
+type Target = (&'static str, String, &'static str, Auth, Option<u32>);
+
+/// The cells of one table: every run of every target.
+struct Table<'a> {
+    targets: &'a [Target],
+    results: Vec<Vec<Cell>>,
+}
+
+impl Table<'_> {
+    /// The median of one figure of the named target (NaN when it was not run).
+    fn get(&self, name: &str, f: &dyn Fn(&Cell) -> Option<f64>) -> f64 {
+        let Some(i) = self.targets.iter().position(|t| t.0 == name) else {
+            return f64::NAN;
+        };
+        let v: Vec<f64> = self.results[i].iter().filter_map(f).collect();
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            median(v)
+        }
+    }
+
+    fn cpu(&self, name: &str) -> f64 {
+        self.get(name, &|c| c.cpu_us_per_call)
+    }
+}
+
+/// Runs every target `runs` times (interleaved, so drift hits all alike) and prints the medians.
+fn table<'a>(
+    rt: &tokio::runtime::Runtime,
+    targets: &'a [Target],
+    c: usize,
+    rate: Option<f64>,
+    runs: usize,
+    secs: u64,
+) -> Table<'a> {
+    let mut results: Vec<Vec<Cell>> = (0..targets.len()).map(|_| Vec::new()).collect();
+    for _ in 0..runs {
+        for (i, (_, url, call, auth, pid)) in targets.iter().enumerate() {
+            results[i].push(rt.block_on(measure(url, call, auth, c, rate, secs, *pid)));
+        }
+    }
+    let t = Table { targets, results };
+    println!(
+        "{:<20} {:>10} {:>10} {:>10} {:>14}",
+        "target", "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call"
+    );
+    for (name, ..) in targets {
+        println!(
+            "{:<20} {:>10.0} {:>10.0} {:>10.0} {:>14.1}",
+            name,
+            t.get(name, &|c| Some(c.rps)),
+            t.get(name, &|c| Some(c.p50_us)),
+            t.get(name, &|c| Some(c.p99_us)),
+            t.cpu(name)
+        );
+    }
+    t
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -359,7 +435,7 @@ fn main() {
         } else {
             CALL
         };
-        let cell = rt.block_on(measure(&url, call, &Auth::None, c, secs, pid));
+        let cell = rt.block_on(measure(&url, call, &Auth::None, c, None, secs, pid));
         println!(
             "{:.0} calls/s, p50 {:.0} µs, p99 {:.0} µs, proxy CPU {:.1} µs/call",
             cell.rps,
@@ -381,7 +457,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let bin = env!("CARGO_BIN_EXE_palisade");
+    // `BENCH_PALISADE_BIN` runs another build of the gateway (for A/B comparisons).
+    let bin = std::env::var("BENCH_PALISADE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_palisade").to_owned());
+    let bin = bin.as_str();
     let dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -436,7 +515,7 @@ fn main() {
     let jwt_nc_url = format!("http://{gw_nc_addr}/mcp/jwt");
     let hmac_url = format!("http://{gw_addr}/mcp/hmac");
     let demo_url = format!("http://{gw_addr}/mcp/demo");
-    let targets: Vec<(&str, String, &'static str, Auth, Option<u32>)> = vec![
+    let targets: Vec<Target> = vec![
         ("direct", direct.clone(), CALL, Auth::None, None),
         (
             "bare forwarder",
@@ -453,6 +532,9 @@ fn main() {
             Auth::None,
             gw_pid,
         ),
+    ];
+    let auth_targets: Vec<Target> = vec![
+        ("palisade", demo_url.clone(), CALL, Auth::None, gw_pid),
         (
             "jwt RS256 cached",
             jwt_url.clone(),
@@ -461,6 +543,13 @@ fn main() {
             gw_pid,
         ),
         ("jwt EdDSA cached", jwt_url, CALL, ed.clone(), gw_pid),
+        (
+            "palisade (cache off)",
+            format!("http://{gw_nc_addr}/mcp/demo"),
+            CALL,
+            Auth::None,
+            gw_nc_pid,
+        ),
         (
             "jwt RS256 verified",
             jwt_nc_url.clone(),
@@ -473,6 +562,23 @@ fn main() {
         ("hmac 1 KB", hmac_url.clone(), call_1k, hmac(false), gw_pid),
         ("hmac 1 KB + idem", hmac_url, call_1k, hmac(true), gw_pid),
     ];
+    // `BENCH_ONLY=palisade,hmac` keeps the targets whose names start with one of the words.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let keep = |t: &Target| only.is_empty() || only.split(',').any(|w| t.0.starts_with(w.trim()));
+    let targets: Vec<Target> = targets.into_iter().filter(keep).collect();
+    let auth_targets: Vec<Target> = auth_targets.into_iter().filter(keep).collect();
+    let concurrency: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![1, 32]);
+    let auth_rate: f64 = std::env::var("BENCH_AUTH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000.0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -484,61 +590,47 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(0)
     );
-    for c in [1usize, 32] {
-        let mut results: Vec<Vec<Cell>> = (0..targets.len()).map(|_| Vec::new()).collect();
-        for _ in 0..runs {
-            for (i, (_, url, call, auth, pid)) in targets.iter().enumerate() {
-                results[i].push(rt.block_on(measure(url, call, auth, c, secs, *pid)));
-            }
+    for &c in &concurrency {
+        if targets.is_empty() {
+            break;
         }
-        let med = |i: usize, f: &dyn Fn(&Cell) -> Option<f64>| {
-            let v: Vec<f64> = results[i].iter().filter_map(f).collect();
-            if v.is_empty() {
-                f64::NAN
-            } else {
-                median(v)
-            }
-        };
-        println!("\nconcurrency {c}");
+        println!("\nconcurrency {c}, closed loop");
+        let t = table(&rt, &targets, c, None, runs, secs);
         println!(
-            "{:<20} {:>10} {:>10} {:>10} {:>14}",
-            "target", "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call"
+            "palisade/bare CPU per call: {:.2}x (target <= 1.25x)",
+            t.cpu("palisade") / t.cpu("bare forwarder")
         );
-        for (i, (name, _, _, _, _)) in targets.iter().enumerate() {
-            println!(
-                "{:<20} {:>10.0} {:>10.0} {:>10.0} {:>14.1}",
-                name,
-                med(i, &|c| Some(c.rps)),
-                med(i, &|c| Some(c.p50_us)),
-                med(i, &|c| Some(c.p99_us)),
-                med(i, &|c| c.cpu_us_per_call)
-            );
-        }
-        let cpu_ratio = med(2, &|c| c.cpu_us_per_call) / med(1, &|c| c.cpu_us_per_call);
-        let added_bare = med(1, &|c| Some(c.p50_us)) - med(0, &|c| Some(c.p50_us));
-        let added_gw = med(2, &|c| Some(c.p50_us)) - med(0, &|c| Some(c.p50_us));
-        println!("palisade/bare CPU per call: {cpu_ratio:.2}x (target <= 1.25x)");
-        let hub_ratio = med(3, &|c| c.cpu_us_per_call) / med(2, &|c| c.cpu_us_per_call);
         println!(
-            "hub (/mcp) / direct route (/mcp/demo) CPU per call: {hub_ratio:.2}x (target <= 1.20x)"
+            "hub (/mcp) / direct route (/mcp/demo) CPU per call: {:.2}x (target <= 1.20x)",
+            t.cpu("palisade hub") / t.cpu("palisade")
         );
-        println!("p50 added vs direct: bare {added_bare:.0} µs, palisade {added_gw:.0} µs (target <= 100 µs at c=1)");
+        println!(
+            "p50 added vs direct: bare {:.0} µs, palisade {:.0} µs (target <= 100 µs at c=1)",
+            t.get("bare forwarder", &|c| Some(c.p50_us)) - t.get("direct", &|c| Some(c.p50_us)),
+            t.get("palisade", &|c| Some(c.p50_us)) - t.get("direct", &|c| Some(c.p50_us))
+        );
         println!(
             "throughput palisade/direct: {:.2}",
-            med(2, &|c| Some(c.rps)) / med(0, &|c| Some(c.rps))
+            t.get("palisade", &|c| Some(c.rps)) / t.get("direct", &|c| Some(c.rps))
         );
-        let cpu = |i: usize| med(i, &|c| c.cpu_us_per_call);
+    }
+    if !auth_targets.is_empty() && auth_rate > 0.0 {
+        // At a fixed rate, so that every route runs in the same regime: closed-loop CPU per
+        // call depends on throughput (a slower route batches less), which would blur the few
+        // microseconds measured here. The load generator's own signing does not count either.
+        println!("\nauthentication: concurrency 8, open loop at {auth_rate:.0} calls/s");
+        let t = table(&rt, &auth_targets, 8, Some(auth_rate), runs, secs);
         println!(
-            "authentication, CPU µs per call added over the unauthenticated route: \
+            "CPU µs per call added over the unauthenticated route of the same gateway: \
              cached JWT RS256 {:+.1} / EdDSA {:+.1} (target <= 5); \
              verified JWT RS256 {:+.1} / EdDSA {:+.1}; \
              HMAC v2 1 KB {:+.1} (target <= 10), with Idempotency-Key {:+.1}",
-            cpu(4) - cpu(2),
-            cpu(5) - cpu(2),
-            cpu(6) - cpu(2),
-            cpu(7) - cpu(2),
-            cpu(9) - cpu(8),
-            cpu(10) - cpu(8),
+            t.cpu("jwt RS256 cached") - t.cpu("palisade"),
+            t.cpu("jwt EdDSA cached") - t.cpu("palisade"),
+            t.cpu("jwt RS256 verified") - t.cpu("palisade (cache off)"),
+            t.cpu("jwt EdDSA verified") - t.cpu("palisade (cache off)"),
+            t.cpu("hmac 1 KB") - t.cpu("palisade 1 KB"),
+            t.cpu("hmac 1 KB + idem") - t.cpu("palisade 1 KB"),
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -182,9 +182,9 @@ impl Conn {
         self.closed.store(true, Ordering::SeqCst);
     }
 
-    /// Time since it was last used.
-    pub fn idle(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
+    /// How long it had been unused at `now`.
+    pub fn idle_at(&self, now: Instant) -> Duration {
+        let now = now.saturating_duration_since(self.epoch).as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_used.load(Ordering::Relaxed)))
     }
 

@@ -242,14 +242,22 @@ impl Hub {
 
     /// Stops upstream sessions and children idle for longer than their limit.
     pub fn reap(&self) {
+        self.reap_at(std::time::Instant::now());
+    }
+
+    /// [`Hub::reap`] as of `now` (tests pass a later instant instead of waiting).
+    fn reap_at(&self, now: std::time::Instant) {
         let gone = self.pool.take(|(u, _), c| {
             let limit = match self.ups[*u].via {
                 Via::Stdio(_) => self.stdio_idle,
                 Via::Http(_) => self.http_idle,
             };
-            c.idle() > limit || !c.is_alive()
+            c.idle_at(now) > limit || !c.is_alive()
         });
         for c in gone {
+            // Retired at once (a request still holding it gets a fresh one on retry); the
+            // upstream DELETE or the child's stop happen in the background.
+            c.retire();
             tokio::spawn(async move { c.close().await });
         }
     }
@@ -489,3 +497,6 @@ async fn unsolicited(conn: Weak<Conn>, mut rx: mpsc::Receiver<Envelope>, shared:
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,10 +23,16 @@ pub trait ReplayStore: Send + Sync + Debug {
     fn remember(&self, scope: &str, key: &[u8], until: u64, now: u64) -> Result<bool, StoreFull>;
 }
 
+/// A remembered key, as a 128-bit keyed hash of its bytes: fixed size, so remembering allocates
+/// nothing per key, and keyed with a per-process secret, so nobody can choose two keys that
+/// collide. (A collision, at odds of about n²/2¹²⁹, could only refuse a fresh request as a
+/// replay: it fails closed.)
+type Fingerprint = u128;
+
 #[derive(Debug, Default)]
 struct Scope {
-    until: HashMap<Box<[u8]>, u64>,
-    expiry: BinaryHeap<Reverse<(u64, Box<[u8]>)>>,
+    until: HashMap<Fingerprint, u64>,
+    expiry: BinaryHeap<Reverse<(u64, Fingerprint)>>,
 }
 
 impl Scope {
@@ -54,6 +60,8 @@ pub struct MemoryReplayStore {
     shards: Box<[Shard]>,
     per_scope: usize,
     hasher: std::collections::hash_map::RandomState,
+    /// Two independently keyed SipHash instances make the 128-bit fingerprint.
+    fingerprint: [std::collections::hash_map::RandomState; 2],
 }
 
 impl MemoryReplayStore {
@@ -63,24 +71,31 @@ impl MemoryReplayStore {
             shards: (0..16).map(|_| Mutex::new(HashMap::new())).collect(),
             per_scope,
             hasher: Default::default(),
+            fingerprint: Default::default(),
         }
     }
 }
 
 impl ReplayStore for MemoryReplayStore {
     fn remember(&self, scope: &str, key: &[u8], until: u64, now: u64) -> Result<bool, StoreFull> {
+        let [a, b] = &self.fingerprint;
+        let key = (u128::from(a.hash_one(key)) << 64) | u128::from(b.hash_one(key));
         let shard = &self.shards[self.hasher.hash_one(scope) as usize % self.shards.len()];
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        let s = map.entry(Box::from(scope)).or_default();
+        // Look up before inserting: the scope's name is allocated once, not per request.
+        let s = match map.get_mut(scope) {
+            Some(s) => s,
+            None => map.entry(Box::from(scope)).or_default(),
+        };
         s.purge(now);
-        if s.until.get(key).is_some_and(|t| *t >= now) {
+        if s.until.get(&key).is_some_and(|t| *t >= now) {
             return Ok(false);
         }
         if s.until.len() >= self.per_scope {
             return Err(StoreFull);
         }
-        s.until.insert(Box::from(key), until);
-        s.expiry.push(Reverse((until, Box::from(key))));
+        s.until.insert(key, until);
+        s.expiry.push(Reverse((until, key)));
         Ok(true)
     }
 }

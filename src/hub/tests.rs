@@ -1,0 +1,58 @@
+//! The hub against the in-process demo upstream, with time passed in instead of waited for.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::pool::Owner;
+use super::Hub;
+use crate::audit::{load_or_create_key, AuditWriter};
+use crate::upstream::Upstream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_sessions_are_reaped_at_their_limit_and_restarted_on_next_use() {
+    let dir = std::env::temp_dir().join(format!("palisade-hub-reap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = crate::demo::spawn(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let toml = format!(
+        "data_dir = {:?}\n[sessions]\nidle_timeout_secs = 60\n\
+         [[upstream]]\nname = \"demo\"\nurl = \"http://{demo}/mcp\"\n",
+        dir.display().to_string()
+    );
+    let cfg = crate::config::parse(&toml, "test", &|_| None).unwrap();
+    let client = crate::upstream::client(Duration::from_secs(2));
+    let uri = format!("http://{demo}/mcp").parse().unwrap();
+    let routes = vec![Arc::new(Upstream::new(&cfg.upstreams[0], uri, client))];
+    let key = load_or_create_key(&dir).unwrap();
+    let (audit, writer) = AuditWriter::start(
+        &cfg.audit,
+        key,
+        cfg.limits.audit_wait,
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    let hub = Hub::new(&cfg, &routes, audit);
+    let alice = || Owner::Principal(Arc::from("alice"));
+
+    let first = hub.conn_for(0, alice(), b"{}").await.unwrap();
+    let opened = Instant::now();
+    assert_eq!(hub.pool.live().len(), 1);
+    // Within the limit: kept, and reused.
+    hub.reap_at(opened + Duration::from_secs(59));
+    assert!(Arc::ptr_eq(
+        &hub.conn_for(0, alice(), b"{}").await.unwrap(),
+        &first
+    ));
+    // Past it: closed and forgotten.
+    hub.reap_at(opened + Duration::from_secs(61));
+    assert!(hub.pool.live().is_empty());
+    assert!(!first.is_alive(), "a reaped upstream session is retired");
+    // The next request opens a new upstream session instead of reusing the reaped one.
+    let again = hub.conn_for(0, alice(), b"{}").await.unwrap();
+    assert!(!Arc::ptr_eq(&again, &first));
+    assert!(again.is_alive());
+
+    writer.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
