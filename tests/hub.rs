@@ -618,3 +618,206 @@ async fn an_expired_upstream_session_is_reinitialised_transparently() {
     let (_second, _) = demo();
     assert_eq!(c.call("up__echo", json!({"text": "two"})).await, "two");
 }
+
+/// The JSON-RPC message of a reply: the body, or an SSE stream's last `data:` line.
+fn last_message(r: &Reply) -> Value {
+    let text = String::from_utf8_lossy(&r.body);
+    match text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .rfind(|d| !d.is_empty())
+    {
+        Some(d) => serde_json::from_str(d).unwrap(),
+        None => r.json(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_upstreams_question_reaches_a_modern_client_as_input_required() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let (ta, ha) = palisade::controls::authn::generate_token();
+    let (tb, hb) = palisade::controls::authn::generate_token();
+    let mut gw = Gateway::start(
+        "hub-mrtr",
+        &format!(
+            "[auth]\nmethods = [\"bearer\"]\n[[auth.bearer]]\nid = \"alice\"\nsha256 = {ha:?}\n\
+             [[auth.bearer]]\nid = \"bob\"\nsha256 = {hb:?}\n{}",
+            fixture("fix", &python, "")
+        ),
+    );
+    let url = gw.url("/mcp");
+    let (alice, bob) = (format!("Bearer {ta}"), format!("Bearer {tb}"));
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let call = |id: u64, extra: Value| {
+        let mut params = json!({"name": "fix__ask", "arguments": {"question": "Your name?"},
+                                "_meta": meta.clone()});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params})
+    };
+    // Starts a call that parks on the fixture's question; returns the input_required result.
+    let ask = |who: String, id: u64| {
+        let (url, body) = (url.clone(), call(id, json!({})));
+        async move {
+            let r = modern(&url, body, &[("authorization", &who)]).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let v = last_message(&r);
+            assert_eq!(v["id"], id, "{v}");
+            assert!(v["result"].is_object(), "{v}");
+            v["result"].clone()
+        }
+    };
+    let answer = json!({"action": "accept", "content": {"name": "Ann"}});
+
+    // The round trip: the question as an input request, the answer in the retry.
+    let q = ask(alice.clone(), 1).await;
+    assert_eq!(q["resultType"], "input_required", "{q}");
+    let (key, req) = q["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(req["method"], "elicitation/create");
+    assert_eq!(req["params"]["message"], "Your name?");
+    let state = q["requestState"].as_str().unwrap().to_owned();
+    let retry = call(
+        2,
+        json!({"inputResponses": {key: answer}, "requestState": state}),
+    );
+    let r = modern(&url, retry.clone(), &[("authorization", &alice)]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let v = last_message(&r);
+    assert_eq!(v["id"], 2);
+    assert_eq!(v["result"]["content"][0]["text"], "hello Ann", "{v}");
+    assert_eq!(v["result"]["resultType"], "complete");
+
+    // A handle is good once.
+    let r = modern(&url, retry, &[("authorization", &alice)]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"]["code"].as_i64()),
+        (400, Some(-32602))
+    );
+
+    // Another principal cannot resume alice's call, and trying does not end it for her.
+    let q = ask(alice.clone(), 3).await;
+    let (key, _) = q["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    let state = q["requestState"].as_str().unwrap().to_owned();
+    let by_bob = call(
+        4,
+        json!({"inputResponses": {key: answer}, "requestState": state}),
+    );
+    let r = modern(&url, by_bob.clone(), &[("authorization", &bob)]).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = modern(&url, by_bob, &[("authorization", &alice)]).await;
+    assert_eq!(
+        last_message(&r)["result"]["content"][0]["text"],
+        "hello Ann"
+    );
+
+    // A handle presented with other arguments (another request) is refused, and the call it
+    // named is over.
+    let q = ask(alice.clone(), 5).await;
+    let (key, _) = q["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    let state = q["requestState"].as_str().unwrap().to_owned();
+    let mut other = call(
+        6,
+        json!({"inputResponses": {key: answer}, "requestState": state}),
+    );
+    other["params"]["arguments"]["question"] = json!("Something else?");
+    let r = modern(&url, other.clone(), &[("authorization", &alice)]).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    other["params"]["arguments"]["question"] = json!("Your name?");
+    let r = modern(&url, other, &[("authorization", &alice)]).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+
+    // Forged and malformed handles.
+    for forged in [
+        "ph1.00000000000000000000000000000000",
+        "ph1.zz",
+        "eyJhbGciOiJub25lIn0",
+    ] {
+        let r = modern(
+            &url,
+            call(7, json!({"inputResponses": {}, "requestState": forged})),
+            &[("authorization", &alice)],
+        )
+        .await;
+        assert_eq!(r.status, 400, "{forged}: {:?}", r.body);
+    }
+
+    // A retry without the answer is asked again, under a new handle.
+    let q = ask(alice.clone(), 8).await;
+    let state = q["requestState"].as_str().unwrap().to_owned();
+    let r = modern(
+        &url,
+        call(
+            9,
+            json!({"inputResponses": {}, "requestState": state.clone()}),
+        ),
+        &[("authorization", &alice)],
+    )
+    .await;
+    let again = last_message(&r)["result"].clone();
+    assert_eq!(again["resultType"], "input_required", "{again}");
+    assert_ne!(again["requestState"], json!(state));
+    let (key, _) = again["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    let r = modern(
+        &url,
+        call(
+            10,
+            json!({"inputResponses": {key: {"action": "decline"}},
+                        "requestState": again["requestState"]}),
+        ),
+        &[("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(
+        last_message(&r)["result"]["content"][0]["text"],
+        "no name: decline"
+    );
+
+    // A client that did not declare elicitation is not asked: the upstream gets an error.
+    let mut undeclared = call(11, json!({}));
+    undeclared["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    let r = modern(&url, undeclared, &[("authorization", &alice)]).await;
+    let v = last_message(&r);
+    assert!(v["result"]["resultType"] != "input_required", "{v}");
+
+    // Each refusal is audited with its reason.
+    gw.stop();
+    let reasons: Vec<String> = gw
+        .audit_rows()
+        .into_iter()
+        .filter(|r| r.1 == "deny")
+        .map(|r| r.3)
+        .collect();
+    for want in [
+        "request_state_unknown",
+        "request_state_other_principal",
+        "request_state_other_request",
+        "request_state_malformed",
+    ] {
+        assert!(reasons.iter().any(|r| r == want), "{want}: {reasons:?}");
+    }
+}

@@ -193,6 +193,20 @@ fn three_clients_use_three_upstreams_through_one_endpoint() {
     assert_eq!(py["everything"], "Echo: hello");
     assert!(py["resource_chars"].as_u64().unwrap() > 0, "{py}");
     assert!(py["prompt"].as_str().unwrap().contains("Oslo"), "{py}");
+    // Server-to-client requests bridged to MRTR: the answers came from the Python client's
+    // callbacks, through input_required results and retries.
+    assert!(
+        py["sampling"]
+            .as_str()
+            .unwrap()
+            .contains("sampled by python"),
+        "{py}"
+    );
+    assert!(py["elicitation"].as_str().unwrap().contains("Bea"), "{py}");
+    assert_eq!(
+        py["asked"],
+        serde_json::json!(["sampling/createMessage", "elicitation/create"])
+    );
 
     // MCP Inspector CLI, one session per invocation.
     let home = tmpdir("hub-peers-inspector-home");

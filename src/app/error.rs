@@ -527,5 +527,18 @@ fn hub(e: &HubError) -> Mapping {
             "unsupported_version",
         ),
         HubError::UnknownAnswer => bad(rpc::INVALID_REQUEST, "Invalid request", "unknown_answer"),
+        HubError::RequestState(e) => {
+            use crate::hub::mrtr::StateError as E;
+            bad(
+                rpc::INVALID_PARAMS,
+                "Invalid or expired requestState",
+                match e {
+                    E::Malformed => "request_state_malformed",
+                    E::Unknown => "request_state_unknown",
+                    E::OtherPrincipal => "request_state_other_principal",
+                    E::OtherRequest => "request_state_other_request",
+                },
+            )
+        }
     }
 }

@@ -73,7 +73,8 @@ pub(super) async fn post(
                 None,
                 principal.id().clone(),
                 v.into_owned(),
-                Bytes::from_static(b"{}"),
+                // What this request's client can be asked (MRTR), per its `_meta`.
+                Bytes::from(era::modern_capabilities(env.params())),
             ));
             (s, None)
         }

@@ -201,6 +201,7 @@ pub async fn handle(
                     let (reason, code) = match end {
                         StreamEnd::Complete => ("ok", None),
                         StreamEnd::ClientGone => ("client_gone", None),
+                        StreamEnd::InputRequired => ("input_required", None),
                         StreamEnd::UpstreamFailed => {
                             ("upstream_failed_mid_stream", Some("MCP-003"))
                         }

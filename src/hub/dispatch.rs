@@ -3,7 +3,7 @@
 //! reads, completions), or deliver it to the upstream waiting for it (answers to relayed
 //! requests, cancellations).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use super::conn::{Conn, ListKind};
 use super::link::Answer;
 use super::session::HubSession;
 use super::wire::{self, ParamEdits};
-use super::{era, names, Hub, HubError, View};
+use super::{era, mrtr, names, Hub, HubError, View};
 use crate::proto::{codes, sse, Envelope, Id, Kind, McpCode};
 
 /// The hub's answer to one POST.
@@ -37,6 +37,9 @@ pub enum StreamEnd {
     UpstreamFailed,
     /// The client went away.
     ClientGone,
+    /// The upstream asked the client something: the call is parked and the client got an
+    /// `input_required` result (2026-07-28).
+    InputRequired,
 }
 
 /// Methods answered or routed by the hub. Anything else gets -32601.
@@ -129,6 +132,12 @@ impl Hub {
                 if modern && m == "tools/call" {
                     self.check_param_headers(u, edits.as_deref(), env, s, headers)
                         .await?;
+                }
+                if modern && mrtr::may_ask(m) {
+                    if let Some(state) = env.params().and_then(|p| wire::member(p, "requestState"))
+                    {
+                        return self.resume(u, env, id, state, s, request_id).await;
+                    }
                 }
                 self.call(u, env, id, edits, s, request_id).await
             }
@@ -368,7 +377,7 @@ impl Hub {
         // Up to two attempts: an upstream session that expired is replaced once (the upstream
         // refused the request, so it did not run).
         let mut attempt = 0;
-        let (conn, up_id, mut answer) = loop {
+        let (conn, up_id, answer) = loop {
             attempt += 1;
             let conn = self.conn(u, s).await?;
             let up_id = conn.next_id();
@@ -393,6 +402,37 @@ impl Hub {
                 Err(e) => return Err(e),
             }
         };
+        let call = Call {
+            u,
+            conn,
+            up_id,
+            rounds: 0,
+        };
+        self.follow(call, answer, env, id, client_token, s, request_id)
+            .await
+    }
+
+    /// Relays the upstream call `call` to the client: its first message decides between a plain
+    /// JSON response and a stream. A 2026-07-28 client's call may end parked, waiting for the
+    /// client's `input_required` retry.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow(
+        &self,
+        call: Call,
+        mut answer: Answer,
+        env: &Envelope,
+        id: &Id,
+        client_token: Option<Bytes>,
+        s: &Arc<HubSession>,
+        request_id: &str,
+    ) -> Result<Reply, HubError> {
+        let Call {
+            u,
+            conn,
+            up_id,
+            rounds,
+        } = call;
+        let method = env.method().unwrap_or_default();
         s.begin(id, &conn, up_id);
         let idle = self.ups[u].timeout;
         let first = tokio::time::timeout(idle, answer.next()).await;
@@ -420,6 +460,16 @@ impl Hub {
         // Anything before the response: stream it.
         let (tx, rx) = mpsc::channel(16);
         let (end_tx, end_rx) = oneshot::channel();
+        let park = match (s.is_modern(), mrtr::Origin::of(env)) {
+            (true, Some(origin)) => Some(ParkSpot {
+                parking: self.parking.clone(),
+                origin,
+                u,
+                ttl: idle,
+                rounds,
+            }),
+            _ => None,
+        };
         let relay = Relay {
             // A shared stdio child's messages during a call are attributed to the most recent
             // call in flight, possibly another principal's: only what is exactly attributable
@@ -434,6 +484,7 @@ impl Hub {
             request_id: request_id.to_owned(),
             tx,
             up_id,
+            park,
         };
         tokio::spawn(async move {
             let end = relay.run(first, answer, idle).await;
@@ -441,6 +492,67 @@ impl Hub {
             let _ = end_tx.send(end);
         });
         Ok(Reply::Stream(rx, end_rx))
+    }
+
+    /// A 2026-07-28 client's retry of a call that ended `input_required`: its `inputResponses`
+    /// go to the upstream requests waiting for them, and the same upstream call is followed on.
+    async fn resume(
+        &self,
+        u: usize,
+        env: &Envelope,
+        id: &Id,
+        state: &[u8],
+        s: &Arc<HubSession>,
+        request_id: &str,
+    ) -> Result<Reply, HubError> {
+        let state: String =
+            serde_json::from_slice(state).map_err(|_| mrtr::StateError::Malformed)?;
+        let origin = mrtr::Origin::of(env).ok_or(HubError::InvalidParams("name"))?;
+        let now = std::time::Instant::now();
+        let mut p = match self.parking.take(&state, &s.principal, &origin, now) {
+            Ok(p) if p.u == u => p,
+            Ok(p) => {
+                tokio::spawn(p.abandon());
+                return Err(mrtr::StateError::OtherRequest.into());
+            }
+            Err((e, stale)) => {
+                if let Some(p) = stale {
+                    tokio::spawn(p.abandon());
+                }
+                return Err(e.into());
+            }
+        };
+        let params = env.params().unwrap_or(b"{}");
+        let responses: HashMap<String, Box<serde_json::value::RawValue>> =
+            match wire::member(params, "inputResponses").map(serde_json::from_slice) {
+                None => HashMap::new(),
+                Some(Ok(r)) => r,
+                Some(Err(_)) => {
+                    tokio::spawn(p.abandon());
+                    return Err(HubError::InvalidParams("inputResponses"));
+                }
+            };
+        if !p.deliver(&responses).await {
+            // Some questions are still open: ask them again (the spec's advice to a server
+            // that is missing input), under a new handle.
+            p.expires = now + self.ups[u].timeout;
+            return match self.parking.park(p) {
+                Ok((_, body)) => Ok(Reply::Json(wire::response(id, "result", &body))),
+                Err(p) => {
+                    tokio::spawn(p.abandon());
+                    Err(HubError::Unavailable("too many calls waiting for input"))
+                }
+            };
+        }
+        let client_token = wire::progress_token(params).map(Bytes::copy_from_slice);
+        let call = Call {
+            u,
+            conn: p.conn,
+            up_id: p.up_id,
+            rounds: p.rounds,
+        };
+        self.follow(call, p.answer, env, id, client_token, s, request_id)
+            .await
     }
 
     /// A client's answer to a request the hub relayed: to the upstream that asked, once.
@@ -491,7 +603,7 @@ fn env_error(env: &Envelope) -> Option<&[u8]> {
     wire::member(env.bytes(), "error")
 }
 
-async fn cancel(conn: &Conn, up_id: i64) {
+pub(super) async fn cancel(conn: &Conn, up_id: i64) {
     let params = format!("{{\"requestId\":{up_id}}}");
     let _ = conn
         .post(wire::notification(
@@ -580,7 +692,30 @@ struct Relay {
     tx: mpsc::Sender<Bytes>,
     up_id: i64,
     attributable_only: bool,
+    /// Where a 2026-07-28 client's call is parked when the upstream asks it something.
+    park: Option<ParkSpot>,
 }
+
+/// An upstream call: the upstream, its session, the hub's id for it, and how many times it
+/// already asked the client something.
+struct Call {
+    u: usize,
+    conn: Arc<Conn>,
+    up_id: i64,
+    rounds: usize,
+}
+
+/// What parking a call needs.
+struct ParkSpot {
+    parking: Arc<mrtr::Parking>,
+    origin: mrtr::Origin,
+    u: usize,
+    ttl: std::time::Duration,
+    rounds: usize,
+}
+
+/// Most `input_required` rounds of one call (the Python SDK's client gives up after 10).
+const MAX_ROUNDS: usize = 10;
 
 impl Relay {
     async fn send(&self, msg: &[u8]) -> bool {
@@ -631,9 +766,27 @@ impl Relay {
                     };
                     self.send(&msg).await
                 }
+                Kind::Request if self.session.is_modern() && !self.attributable_only => {
+                    // A 2026-07-28 client cannot take requests: the call is parked and the
+                    // client asked with `input_required` (MRTR), or, where that cannot be
+                    // done, the upstream gets an error.
+                    match self.park(&env, answer) {
+                        Ok(body) => {
+                            let out = wire::response(&self.id, "result", &body);
+                            return if self.send(&out).await {
+                                StreamEnd::InputRequired
+                            } else {
+                                StreamEnd::ClientGone
+                            };
+                        }
+                        Err(back) => {
+                            answer = back;
+                            refuse_request(&self.conn, &env).await;
+                            true
+                        }
+                    }
+                }
                 Kind::Request => {
-                    // Modern clients cannot take requests on a response stream (MRTR is not
-                    // bridged yet): the upstream gets an error instead.
                     if self.session.is_modern() || self.attributable_only {
                         refuse_request(&self.conn, &env).await;
                         true
@@ -648,6 +801,39 @@ impl Relay {
             if !delivered {
                 return StreamEnd::ClientGone;
             }
+        }
+    }
+
+    /// Parks the call for the upstream's request `env`; returns the `input_required` result, or
+    /// the answer stream back when the call cannot be parked (not a request that may ask, a
+    /// capability the client did not declare, too many rounds, no room).
+    #[allow(clippy::result_large_err)] // once per question asked, not per message
+    fn park(&self, env: &Envelope, answer: Answer) -> Result<Vec<u8>, Answer> {
+        let Some(spot) = &self.park else {
+            return Err(answer);
+        };
+        let declared = env
+            .method()
+            .and_then(capability_for)
+            .is_some_and(|cap| self.session.declared(cap));
+        let asked = raw_id(env).and_then(|up| mrtr::Asked::new(env, up, spot.rounds + 1));
+        let (true, Some(asked), true) = (declared, asked, spot.rounds < MAX_ROUNDS) else {
+            return Err(answer);
+        };
+        let parked = Box::new(mrtr::Parked {
+            principal: self.session.principal.clone(),
+            origin: spot.origin.clone(),
+            u: spot.u,
+            conn: self.conn.clone(),
+            up_id: self.up_id,
+            answer,
+            asked: vec![asked],
+            rounds: spot.rounds + 1,
+            expires: std::time::Instant::now() + spot.ttl,
+        });
+        match spot.parking.park(parked) {
+            Ok((_, body)) => Ok(body),
+            Err(p) => Err(p.answer),
         }
     }
 

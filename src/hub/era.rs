@@ -18,6 +18,8 @@ pub const LEGACY: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
 
 /// `_meta` key of the protocol version on modern requests.
 pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// The `_meta` key of a 2026-07-28 client's capabilities.
+pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// The version to answer `initialize` with: the client's if supported, else the newest.
 pub fn negotiate(requested: Option<&str>) -> &'static str {
@@ -158,7 +160,19 @@ pub fn fit_result<'a>(result: &'a [u8], method: &str, modern: bool) -> Cow<'a, [
 /// The client capabilities the hub may declare upstream for a legacy client: the ones it can
 /// relay (`sampling`, `elicitation`, `roots`), taken from `initialize`.
 pub fn relayable_capabilities(params: Option<&[u8]>) -> Vec<u8> {
-    let caps = params.and_then(|p| wire::member(p, "capabilities"));
+    only_relayable(params.and_then(|p| wire::member(p, "capabilities")))
+}
+
+/// The same for a 2026-07-28 request, whose capabilities are in its `_meta`.
+pub fn modern_capabilities(params: Option<&[u8]>) -> Vec<u8> {
+    only_relayable(
+        params
+            .and_then(|p| wire::member(p, "_meta"))
+            .and_then(|m| wire::member(m, META_CAPABILITIES)),
+    )
+}
+
+fn only_relayable(caps: Option<&[u8]>) -> Vec<u8> {
     let mut out = b"{}".to_vec();
     if let Some(c) = caps {
         for k in ["sampling", "elicitation", "roots"] {

@@ -13,6 +13,7 @@ pub mod conn;
 mod dispatch;
 pub mod era;
 pub mod link;
+pub mod mrtr;
 pub mod names;
 pub mod pool;
 pub mod session;
@@ -81,6 +82,9 @@ pub enum HubError {
     /// The client answered a request nobody is waiting for.
     #[error("no pending request with that id")]
     UnknownAnswer,
+    /// A 2026-07-28 retry's `requestState` names no call this client may resume.
+    #[error(transparent)]
+    RequestState(#[from] mrtr::StateError),
     /// The stdio child limit is reached.
     #[error("too many stdio children")]
     TooManyChildren,
@@ -134,6 +138,8 @@ pub enum View {
 pub struct Hub {
     ups: Vec<Up>,
     pool: Arc<Pool>,
+    /// Calls waiting for a 2026-07-28 client's `input_required` retry.
+    parking: Arc<mrtr::Parking>,
     sessions: Mutex<HashMap<SessionId, Arc<HubSession>>>,
     audit: AuditHandle,
     children: Arc<AtomicUsize>,
@@ -144,6 +150,10 @@ pub struct Hub {
     /// Route index of `/mcp`.
     pub route: usize,
 }
+
+/// Most calls parked for an `input_required` retry at once; beyond it, an upstream's question
+/// to a 2026-07-28 client gets an error (as it did before MRTR was bridged).
+const MAX_PARKED: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -171,6 +181,7 @@ impl Hub {
         Hub {
             ups,
             pool: Arc::new(Pool::new(config.stdio.backoff, config.stdio.backoff_max)),
+            parking: Arc::new(mrtr::Parking::new(MAX_PARKED)),
             sessions: Mutex::default(),
             audit,
             children: Arc::default(),
@@ -254,6 +265,9 @@ impl Hub {
             };
             c.idle_at(now) > limit || !c.is_alive()
         });
+        for p in self.parking.expired(now) {
+            tokio::spawn(p.abandon());
+        }
         for c in gone {
             // Retired at once (a request still holding it gets a fresh one on retry); the
             // upstream DELETE or the child's stop happen in the background.

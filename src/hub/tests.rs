@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::link::Answer;
+use super::mrtr::{Origin, Parked, StateError};
 use super::pool::Owner;
 use super::Hub;
 use crate::audit::{load_or_create_key, AuditWriter};
@@ -52,6 +54,69 @@ async fn idle_upstream_sessions_are_reaped_at_their_limit_and_restarted_on_next_
     let again = hub.conn_for(0, alice(), b"{}").await.unwrap();
     assert!(!Arc::ptr_eq(&again, &first));
     assert!(again.is_alive());
+
+    // A call parked for a 2026-07-28 client's retry is given up at its deadline, and its
+    // handle is then unknown.
+    let env = |name: &str| {
+        crate::proto::Envelope::parse(
+            bytes::Bytes::from(format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{"b":1,"a":2}}}}}}"#
+            )),
+            64,
+        )
+        .unwrap()
+    };
+    let origin = Origin::of(&env("demo__echo")).unwrap();
+    let parked = |expires| {
+        Box::new(Parked {
+            principal: Arc::from("alice"),
+            origin: origin.clone(),
+            u: 0,
+            conn: again.clone(),
+            up_id: 1,
+            answer: Answer::One(None),
+            asked: Vec::new(),
+            rounds: 1,
+            expires,
+        })
+    };
+    let now = Instant::now();
+    let (state, body) = hub
+        .parking
+        .park(parked(now + Duration::from_secs(60)))
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["resultType"], "input_required");
+    assert_eq!(body["requestState"], state.as_str());
+    hub.reap_at(now + Duration::from_secs(59));
+    assert_eq!(hub.parking.count(), 1);
+    hub.reap_at(now + Duration::from_secs(60));
+    assert_eq!(hub.parking.count(), 0);
+    assert!(matches!(
+        hub.parking.take(&state, "alice", &origin, now),
+        Err((StateError::Unknown, None))
+    ));
+    // Taken after its deadline (before the reaper saw it): unknown, and handed back to be
+    // abandoned. The same arguments in another order are the same request.
+    let (state, _) = hub
+        .parking
+        .park(parked(now + Duration::from_secs(1)))
+        .unwrap();
+    let reordered = Origin::of(&crate::proto::Envelope::parse(
+        bytes::Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"arguments":{"a":2,"b":1},"name":"demo__echo"}}"#,
+        ),
+        64,
+    )
+    .unwrap())
+    .unwrap();
+    assert_eq!(reordered, origin);
+    assert_ne!(Origin::of(&env("demo__other")).unwrap(), origin);
+    assert!(matches!(
+        hub.parking
+            .take(&state, "alice", &reordered, now + Duration::from_secs(2)),
+        Err((StateError::Unknown, Some(_)))
+    ));
 
     writer.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();

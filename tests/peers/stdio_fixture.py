@@ -2,10 +2,13 @@
 
 Its tools expose exactly what the tests need to observe: per-process state (`remember`/`recall`,
 so two principals sharing one child would see each other's notes), its own pid (`whoami`, so a
-test can kill it), a slow call (`sleep`), and a file read (`read_file`, to probe the sandbox).
+test can kill it), a slow call (`sleep`), a file read (`read_file`, to probe the sandbox) and a question to the client
+(`ask`, an elicitation in the middle of a call).
 """
 import asyncio
 import os
+
+from pydantic import BaseModel
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -48,6 +51,19 @@ def read_file(path: str) -> str:
             return "content:" + f.read()
     except OSError as e:
         return f"denied:{e.errno}"
+
+
+class Name(BaseModel):
+    name: str
+
+
+@server.tool()
+async def ask(question: str, ctx: Context) -> str:
+    """Asks the client for a name (elicitation), then greets it."""
+    r = await ctx.elicit(question, Name)
+    if r.action == "accept":
+        return f"hello {r.data.name}"
+    return f"no name: {r.action}"
 
 
 @server.prompt()
