@@ -821,3 +821,62 @@ async fn a_legacy_upstreams_question_reaches_a_modern_client_as_input_required()
         assert!(reasons.iter().any(|r| r == want), "{want}: {reasons:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_modern_client_that_goes_away_cancels_its_upstream_call() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let gw = Gateway::start(
+        "hub-modern-cancel",
+        &format!(
+            "[sessions]\nsse_keepalive_secs = 1\n{}",
+            fixture("fix", &python, "")
+        ),
+    );
+    let url = gw.url("/mcp");
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+        "name":"fix__wait","arguments":{"seconds":60},
+        "_meta":{"progressToken":"w-1","io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                 "io.modelcontextprotocol/clientCapabilities":{}}}});
+    let req = http::Request::post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "fix__wait")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            call.to_string(),
+        )))
+        .unwrap();
+    let client = palisade::upstream::client(Duration::from_secs(2));
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    while !text.contains("notifications/progress") {
+        let f = http_body_util::BodyExt::frame(&mut body)
+            .await
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(f.data_ref().unwrap()).unwrap());
+    }
+    // The call is running inside the child. The client goes away.
+    drop(body);
+    drop(client);
+    let recall = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
+        "name":"fix__recall","arguments":{"key":"cancelled"},"_meta":meta()}});
+    let started = Instant::now();
+    loop {
+        let r = modern(&url, recall.clone(), &[]).await;
+        let v = last_message(&r);
+        if v["result"]["content"][0]["text"] == "yes" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the upstream call was not cancelled: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

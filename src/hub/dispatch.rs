@@ -435,7 +435,12 @@ impl Hub {
         let method = env.method().unwrap_or_default();
         s.begin(id, &conn, up_id);
         let idle = self.ups[u].timeout;
+        // 2026-07-28: a client that goes away cancels its request ("Cancellation"). Should this
+        // future be dropped while waiting (the client's connection closed), the guard tells
+        // the upstream.
+        let guard = CancelOnDrop(s.is_modern().then(|| (conn.clone(), up_id)));
         let first = tokio::time::timeout(idle, answer.next()).await;
+        guard.defuse();
         let first = match first {
             Ok(Some(e)) => e,
             Ok(None) => {
@@ -488,6 +493,9 @@ impl Hub {
         };
         tokio::spawn(async move {
             let end = relay.run(first, answer, idle).await;
+            if end == StreamEnd::ClientGone && relay.session.is_modern() {
+                cancel(&relay.conn, relay.up_id).await;
+            }
             relay.session.end(&relay.id);
             let _ = end_tx.send(end);
         });
@@ -613,6 +621,23 @@ pub(super) async fn cancel(conn: &Conn, up_id: i64) {
         .await;
 }
 
+/// Cancels an upstream call when dropped, unless defused.
+struct CancelOnDrop(Option<(Arc<Conn>, i64)>);
+
+impl CancelOnDrop {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some((conn, up_id)) = self.0.take() {
+            tokio::spawn(async move { cancel(&conn, up_id).await });
+        }
+    }
+}
+
 /// The upstream's response as the client's: its id, and a result fit for the client's era.
 fn downstream_response(up: &Envelope, id: &Id, method: &str, modern: bool) -> Bytes {
     match (up.result(), env_error(up)) {
@@ -732,13 +757,18 @@ impl Relay {
         loop {
             let env = match next.take() {
                 Some(e) => e,
-                None => match tokio::time::timeout(idle, answer.next()).await {
-                    Ok(Some(e)) => e,
-                    Ok(None) => return self.fail(McpCode::BackendUnavailable).await,
-                    Err(_) => {
-                        cancel(&self.conn, self.up_id).await;
-                        return self.fail(McpCode::Timeout).await;
-                    }
+                None => tokio::select! {
+                    next = tokio::time::timeout(idle, answer.next()) => match next {
+                        Ok(Some(e)) => e,
+                        Ok(None) => return self.fail(McpCode::BackendUnavailable).await,
+                        Err(_) => {
+                            cancel(&self.conn, self.up_id).await;
+                            return self.fail(McpCode::Timeout).await;
+                        }
+                    },
+                    // The client's stream is gone (noticed without waiting for the upstream's
+                    // next message).
+                    () = self.tx.closed() => return StreamEnd::ClientGone,
                 },
             };
             let delivered = match env.kind() {

@@ -44,6 +44,18 @@ async def sleep(seconds: float, ctx: Context) -> str:
 
 
 @server.tool()
+async def wait(seconds: float, ctx: Context) -> str:
+    """Like sleep, but notes (under the key `cancelled`) that it was cancelled."""
+    await ctx.report_progress(0, 1)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        notes["cancelled"] = "yes"
+        raise
+    return "waited"
+
+
+@server.tool()
 def read_file(path: str) -> str:
     """Reads a text file, or reports why it could not."""
     try:
