@@ -97,6 +97,16 @@ impl Client {
     }
 }
 
+/// Reads a streamed response body until its text contains `needle`; returns what was read.
+async fn read_until(body: &mut hyper::body::Incoming, needle: &str) -> String {
+    let mut text = String::new();
+    while !text.contains(needle) {
+        let f = http_body_util::BodyExt::frame(body).await.unwrap().unwrap();
+        text.push_str(std::str::from_utf8(f.data_ref().unwrap()).unwrap());
+    }
+    text
+}
+
 fn stdio_events(gw: &Gateway) -> Vec<(String, String, String)> {
     let conn = rusqlite::Connection::open(gw.db()).unwrap();
     let mut stmt = conn
@@ -199,14 +209,7 @@ async fn a_child_killed_mid_call_gives_one_clean_error_and_is_restarted() {
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut body = resp.into_body();
-    let mut text = String::new();
-    while !text.contains("notifications/progress") {
-        let f = http_body_util::BodyExt::frame(&mut body)
-            .await
-            .unwrap()
-            .unwrap();
-        text.push_str(std::str::from_utf8(f.data_ref().unwrap()).unwrap());
-    }
+    let text = read_until(&mut body, "notifications/progress").await;
     // The client's own token comes back, not the one the hub used upstream.
     assert!(text.contains(r#""progressToken":"p-1""#), "{text}");
     assert!(Command::new("kill")
@@ -853,14 +856,7 @@ async fn a_modern_client_that_goes_away_cancels_its_upstream_call() {
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut body = resp.into_body();
-    let mut text = String::new();
-    while !text.contains("notifications/progress") {
-        let f = http_body_util::BodyExt::frame(&mut body)
-            .await
-            .unwrap()
-            .unwrap();
-        text.push_str(std::str::from_utf8(f.data_ref().unwrap()).unwrap());
-    }
+    read_until(&mut body, "notifications/progress").await;
     // The call is running inside the child. The client goes away.
     drop(body);
     drop(client);

@@ -465,16 +465,14 @@ impl Hub {
         // Anything before the response: stream it.
         let (tx, rx) = mpsc::channel(16);
         let (end_tx, end_rx) = oneshot::channel();
-        let park = match (s.is_modern(), mrtr::Origin::of(env)) {
-            (true, Some(origin)) => Some(ParkSpot {
-                parking: self.parking.clone(),
-                origin,
-                u,
-                ttl: idle,
-                rounds,
-            }),
-            _ => None,
-        };
+        // What a parked call must be retried as is worked out only if the upstream asks.
+        let park = (s.is_modern() && mrtr::may_ask(method)).then(|| ParkSpot {
+            parking: self.parking.clone(),
+            request: env.clone(),
+            u,
+            ttl: idle,
+            rounds,
+        });
         let relay = Relay {
             // A shared stdio child's messages during a call are attributed to the most recent
             // call in flight, possibly another principal's: only what is exactly attributable
@@ -733,7 +731,8 @@ struct Call {
 /// What parking a call needs.
 struct ParkSpot {
     parking: Arc<mrtr::Parking>,
-    origin: mrtr::Origin,
+    /// The client's request (a cheap copy: shared bytes and offsets).
+    request: Envelope,
     u: usize,
     ttl: std::time::Duration,
     rounds: usize,
@@ -847,12 +846,15 @@ impl Relay {
             .and_then(capability_for)
             .is_some_and(|cap| self.session.declared(cap));
         let asked = raw_id(env).and_then(|up| mrtr::Asked::new(env, up, spot.rounds + 1));
-        let (true, Some(asked), true) = (declared, asked, spot.rounds < MAX_ROUNDS) else {
+        let origin = mrtr::Origin::of(&spot.request);
+        let (true, Some(asked), Some(origin), true) =
+            (declared, asked, origin, spot.rounds < MAX_ROUNDS)
+        else {
             return Err(answer);
         };
         let parked = Box::new(mrtr::Parked {
             principal: self.session.principal.clone(),
-            origin: spot.origin.clone(),
+            origin,
             u: spot.u,
             conn: self.conn.clone(),
             up_id: self.up_id,

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::conn::Conn;
 use super::link::Answer;
-use super::wire;
+use super::{lock, wire};
 use crate::proto::Envelope;
 
 /// Prefix of the hub's `requestState` handles (a version, should the format change).
@@ -212,10 +212,6 @@ pub enum StateError {
 pub struct Parking {
     calls: Mutex<HashMap<u128, Box<Parked>>>,
     capacity: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Parking {
