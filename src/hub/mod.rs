@@ -282,6 +282,12 @@ impl Hub {
         for c in all {
             c.close().await;
         }
+        // Children stop as their last handle goes; wait (bounded) until every exit is
+        // recorded, so that the audit writer, stopped next, gets their last events.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.children.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Each upstream's state for `/readyz`: `true` when it has a live session or answers.
@@ -394,7 +400,6 @@ impl Hub {
         let upstream = name.clone();
         let started = std::time::Instant::now();
         let link = stdio::StdioLink::spawn(&name, target, self.bounds, tx, move |exit| {
-            children.fetch_sub(1, Ordering::SeqCst);
             let reason = if exit.stopped { "stopped" } else { "crashed" };
             if !exit.stopped {
                 if let Some(p) = Weak::upgrade(&pool) {
@@ -402,14 +407,14 @@ impl Hub {
                 }
             }
             tracing::info!(target: "palisade::stdio", upstream = %upstream, status = %exit.status, after_ms = started.elapsed().as_millis() as u64, "child {reason}");
-            write_event(
-                &audit,
-                &upstream,
-                &label,
-                "stdio_exit",
-                reason,
-                Decision::Allow,
-            );
+            // The child counts as running until its exit is in the audit queue, so that
+            // shutdown, which waits for the count to reach zero, loses no exit event.
+            let record = event_record(&upstream, &label, "stdio_exit", reason, Decision::Allow);
+            let (audit, children) = (audit.clone(), children.clone());
+            tokio::spawn(async move {
+                write_record(&audit, record).await;
+                children.fetch_sub(1, Ordering::SeqCst);
+            });
         });
         match link {
             Ok(l) => {
@@ -447,7 +452,19 @@ fn write_event(
     decision: Decision,
 ) {
     let audit = audit.clone();
-    let record = AuditRecord {
+    let record = event_record(upstream, principal, control, reason, decision);
+    tokio::spawn(async move { write_record(&audit, record).await });
+}
+
+/// The audit record of a stdio event.
+fn event_record(
+    upstream: &str,
+    principal: &str,
+    control: &'static str,
+    reason: &'static str,
+    decision: Decision,
+) -> AuditRecord {
+    AuditRecord {
         ts_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64),
@@ -469,15 +486,14 @@ fn write_event(
         duration_us: 0,
         input_bytes: 0,
         output_bytes: 0,
-    };
-    tokio::spawn(async move {
-        match audit.reserve().await {
-            Ok(slot) => slot.write(record),
-            Err(_) => {
-                tracing::error!(target: "palisade::audit", "audit queue full: stdio event lost")
-            }
-        }
-    });
+    }
+}
+
+async fn write_record(audit: &AuditHandle, record: AuditRecord) {
+    match audit.reserve().await {
+        Ok(slot) => slot.write(record),
+        Err(_) => tracing::error!(target: "palisade::audit", "audit queue full: stdio event lost"),
+    }
 }
 
 /// Handles what an upstream sends outside any request: list changes refresh the merged view

@@ -111,6 +111,7 @@ impl StdioLink {
             name: name.to_owned(),
         };
         let (a, s) = (alive.clone(), stopped.clone());
+        let waiting = pending.clone();
         tokio::spawn(async move {
             let status = supervise(child, stdout, reader, kill_rx).await;
             a.store(false, Ordering::SeqCst);
@@ -118,6 +119,10 @@ impl StdioLink {
                 status,
                 stopped: s.load(Ordering::SeqCst),
             });
+            // Only now does every request still waiting get its error (exactly one): a caller
+            // that tries again finds this child dead and its exit recorded (restart delay
+            // included), never a link that takes messages nobody will answer.
+            lock(&waiting).clear();
         });
         Ok(StdioLink {
             stdin: tx,
@@ -249,8 +254,6 @@ async fn supervise(
             }
         }
     }
-    // Every request still waiting gets no answer: its caller reports an error (exactly one).
-    lock(&reader.pending).clear();
     crate::sandbox::kill_group(child.id());
     let _ = child.start_kill();
     match child.wait().await {
