@@ -7,105 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::hub::*;
 use support::*;
-
-/// The stdio fixture as an upstream named `name`, confined to what Python needs.
-fn fixture(name: &str, python: &str, extra: &str) -> String {
-    let peers = std::env::var("PALISADE_PEERS_DIR").unwrap();
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys; print(sys.base_prefix); print(sys.prefix)",
-        ])
-        .output()
-        .unwrap();
-    let prefixes: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    format!(
-        "[[upstream]]\nname = {name:?}\ncommand = {python:?}\nargs = [{:?}]\n{extra}\n\
-         [upstream.sandbox]\nlandlock = \"required\"\nread_paths = {:?}\n",
-        format!("{peers}/stdio_fixture.py"),
-        [vec![peers.clone()], prefixes].concat(),
-    )
-}
-
-/// A legacy client session with the hub.
-struct Client {
-    url: String,
-    auth: Option<String>,
-    sid: String,
-    next: u64,
-}
-
-impl Client {
-    async fn connect(url: String, token: Option<&str>) -> Client {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let mut h = Vec::new();
-        if let Some(a) = &auth {
-            h.push(("authorization", a.as_str()));
-        }
-        let r = post(&url, &h, INIT).await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        let sid = r.session().expect("session id");
-        let c = Client {
-            url,
-            auth,
-            sid,
-            next: 10,
-        };
-        let r = c
-            .raw(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-            .await;
-        assert_eq!(r.status, 202);
-        c
-    }
-
-    async fn raw(&self, body: &str) -> Reply {
-        let mut h = vec![
-            ("mcp-session-id", self.sid.as_str()),
-            ("mcp-protocol-version", "2025-11-25"),
-        ];
-        if let Some(a) = &self.auth {
-            h.push(("authorization", a.as_str()));
-        }
-        post(&self.url, &h, body).await
-    }
-
-    async fn request(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let body = json!({"jsonrpc":"2.0","id":self.next,"method":method,"params":params});
-        let r = self.raw(&body.to_string()).await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        r.json()
-    }
-
-    /// The text of a tool's first content item (or the error).
-    async fn call(&mut self, tool: &str, args: Value) -> String {
-        let v = self
-            .request("tools/call", json!({"name": tool, "arguments": args}))
-            .await;
-        match v["result"]["content"][0]["text"].as_str() {
-            Some(t) => t.to_owned(),
-            None => format!(
-                "error:{}",
-                v["error"]["data"]["code"].as_str().unwrap_or("?")
-            ),
-        }
-    }
-}
-
-/// Reads a streamed response body until its text contains `needle`; returns what was read.
-async fn read_until(body: &mut hyper::body::Incoming, needle: &str) -> String {
-    let mut text = String::new();
-    while !text.contains(needle) {
-        let f = http_body_util::BodyExt::frame(body).await.unwrap().unwrap();
-        text.push_str(std::str::from_utf8(f.data_ref().unwrap()).unwrap());
-    }
-    text
-}
 
 fn stdio_events(gw: &Gateway) -> Vec<(String, String, String)> {
     let conn = rusqlite::Connection::open(gw.db()).unwrap();
@@ -325,24 +228,6 @@ async fn principals_never_share_a_child_unless_shared_is_chosen() {
     assert_eq!(r.status, 404);
 }
 
-/// A 2026-07-28 request to the hub: headers mirrored from the body.
-async fn modern(url: &str, body: Value, extra: &[(&str, &str)]) -> Reply {
-    let method = body["method"].as_str().unwrap().to_owned();
-    let name = body["params"]["name"].as_str().map(str::to_owned);
-    let mut h = vec![
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", method.as_str()),
-    ];
-    if let Some(n) = &name {
-        h.push(("mcp-name", n.as_str()));
-    }
-    for (k, v) in extra {
-        h.retain(|(x, _)| x != k);
-        h.push((k, v));
-    }
-    post(url, &h, &body.to_string()).await
-}
-
 /// Sends raw bytes and returns the response's status code.
 async fn raw_status(addr: &str, bytes: &[u8]) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -355,11 +240,6 @@ async fn raw_status(addr: &str, bytes: &[u8]) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
-}
-
-fn meta() -> Value {
-    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-           "io.modelcontextprotocol/clientCapabilities": {}})
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -623,19 +503,6 @@ async fn an_expired_upstream_session_is_reinitialised_transparently() {
 }
 
 /// The JSON-RPC message of a reply: the body, or an SSE stream's last `data:` line.
-fn last_message(r: &Reply) -> Value {
-    let text = String::from_utf8_lossy(&r.body);
-    match text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-        .rfind(|d| !d.is_empty())
-    {
-        Some(d) => serde_json::from_str(d).unwrap(),
-        None => r.json(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_legacy_upstreams_question_reaches_a_modern_client_as_input_required() {
     let Some(python) = peer("PALISADE_PYTHON") else {

@@ -470,6 +470,7 @@ fn hub(e: &HubError) -> Mapping {
     let bad = |rpc, message, reason| m(S::BAD_REQUEST, rpc, C::InvalidArgs, message, "hub", reason);
     match e {
         HubError::Upstream(_) => down("upstream_error"),
+        HubError::InitializeRefused(_) => down("upstream_refused_initialize"),
         HubError::Unavailable(_) => down("upstream_unavailable"),
         HubError::NoResponse => down("no_response"),
         HubError::SessionGone => down("upstream_session_expired"),

@@ -72,6 +72,32 @@ pub enum Isolation {
     Shared,
 }
 
+/// Which protocol era the hub speaks to an upstream (`[[upstream]] protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// `initialize` first; when the upstream refuses it, 2026-07-28 (`server/discover`).
+    Auto,
+    /// Only the `initialize` era (2024-11-05 to 2025-11-25).
+    Legacy,
+    /// Only 2026-07-28 (stateless requests), even when the upstream also speaks legacy.
+    Modern,
+}
+
+pub(super) fn upstream_protocol(p: &str, raw: Option<&str>, e: &mut Errors) -> UpstreamProtocol {
+    match raw {
+        None | Some("auto") => UpstreamProtocol::Auto,
+        Some("legacy") => UpstreamProtocol::Legacy,
+        Some("modern") => UpstreamProtocol::Modern,
+        Some(other) => {
+            e.push(
+                format!("{p}.protocol"),
+                format!("must be \"auto\", \"legacy\" or \"modern\", got {other:?}"),
+            );
+            UpstreamProtocol::Auto
+        }
+    }
+}
+
 impl Isolation {
     /// Config spelling.
     pub fn as_str(self) -> &'static str {

@@ -16,6 +16,7 @@ pub use auth::{
 };
 pub use hub::{
     HubConfig, Isolation, Landlock, RawSandbox, SandboxConfig, StdioLimits, StdioTarget,
+    UpstreamProtocol,
 };
 pub use issuer::{IssuerClient, IssuerConfig, IssuerUser};
 pub use jwt::{JwtConfig, JwtKey};

@@ -412,6 +412,9 @@ pub struct RawUpstream {
     /// Who shares one upstream session or child: `per-session`, `per-principal` (default) or
     /// `shared`.
     pub isolation: Option<String>,
+    /// The protocol era the hub speaks to it: `auto` (default: `initialize`, then 2026-07-28
+    /// when that is refused), `legacy` or `modern`.
+    pub protocol: Option<String>,
     /// Aggregate this upstream at `/mcp` (default true).
     pub hub: Option<bool>,
     /// Headers the gateway sends upstream (its own credentials); `${VAR}` reads the environment.

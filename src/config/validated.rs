@@ -161,6 +161,8 @@ pub struct UpstreamConfig {
     pub isolation: super::Isolation,
     /// Aggregated at `/mcp`.
     pub in_hub: bool,
+    /// The era the hub speaks to it.
+    pub protocol: super::UpstreamProtocol,
 }
 
 /// `[upstream.oauth]`, validated.
@@ -586,6 +588,7 @@ fn upstream(
         );
     }
     let isolation = super::hub::isolation(&p, u.isolation.as_deref(), e);
+    let protocol = super::hub::upstream_protocol(&p, u.protocol.as_deref(), e);
     let stdio = u.command.map(|command| super::hub::RawStdioUpstream {
         command,
         args: u.args,
@@ -780,5 +783,6 @@ fn upstream(
         oauth,
         isolation,
         in_hub: u.hub.unwrap_or(true),
+        protocol,
     })
 }

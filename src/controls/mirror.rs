@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 
 use base64::Engine as _;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::proto::{Envelope, Kind};
 
@@ -123,6 +123,60 @@ pub fn check_params(
     Ok(())
 }
 
+/// The `Mcp-Method` and (given) `Mcp-Name` headers of a 2026-07-28 request the gateway sends.
+pub fn routing_headers(method: &str, name: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(4);
+    h.insert(MCP_METHOD, encode(method));
+    if let Some(n) = name {
+        h.insert(MCP_NAME, encode(n));
+    }
+    h
+}
+
+/// Adds the `Mcp-Param-{Name}` headers of a `tools/call` the gateway sends: one per property
+/// the tool's `inputSchema` annotates with `x-mcp-header` whose argument is a string, a number
+/// or a boolean (the inverse of [`check_params`]).
+pub fn param_headers(
+    h: &mut HeaderMap,
+    arguments: Option<&serde_json::Value>,
+    schema: &serde_json::Value,
+) {
+    use serde_json::Value;
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (prop, def) in props {
+        let Some(token) = def.get("x-mcp-header").and_then(Value::as_str) else {
+            continue;
+        };
+        let Ok(name) = HeaderName::from_bytes(format!("mcp-param-{token}").as_bytes()) else {
+            continue;
+        };
+        let text = match arguments.and_then(|a| a.get(prop)) {
+            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+            Some(Value::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Some(Value::Number(n)) => Cow::Owned(n.to_string()),
+            _ => continue,
+        };
+        h.insert(name, encode(&text));
+    }
+}
+
+/// A header value carrying `text` exactly: as is when it is printable ASCII without surrounding
+/// spaces (and does not itself look encoded), else as `=?base64?…?=`.
+fn encode(text: &str) -> HeaderValue {
+    let plain = text.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && text.trim() == text
+        && !(text.starts_with("=?base64?") && text.ends_with("?="));
+    if plain {
+        if let Ok(v) = HeaderValue::from_str(text) {
+            return v;
+        }
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+    HeaderValue::from_str(&format!("=?base64?{b64}?=")).unwrap_or(HeaderValue::from_static(""))
+}
+
 /// The one value of `name`, decoded: surrounding whitespace trimmed, and the `=?base64?…?=`
 /// form (used for values that are not header-safe) decoded strictly, padding included.
 fn single<'h>(
@@ -209,6 +263,33 @@ mod tests {
         let none = serde_json::json!({"qty": 10});
         let extra = headers(&[("mcp-param-symbol", "AAPL"), ("mcp-param-qty", "10")]);
         assert!(check_params(&extra, Some(&none), &schema).is_err());
+    }
+
+    #[test]
+    fn headers_the_gateway_writes_pass_its_own_check() {
+        let schema = serde_json::json!({"properties": {
+            "symbol": {"type": "string", "x-mcp-header": "Symbol"},
+            "qty": {"type": "number", "x-mcp-header": "Qty"},
+            "live": {"type": "boolean", "x-mcp-header": "Live"},
+            "note": {"type": "string"},
+        }});
+        for args in [
+            serde_json::json!({"symbol": "AAPL", "qty": 1.5, "live": true, "note": "x"}),
+            serde_json::json!({"symbol": " Zürich\r\n", "qty": 10}),
+            serde_json::json!({"symbol": "=?base64?QQ==?="}),
+        ] {
+            let mut h = routing_headers("tools/call", Some("place_order"));
+            param_headers(&mut h, Some(&args), &schema);
+            assert_eq!(check_params(&h, Some(&args), &schema), Ok(()), "{h:?}");
+            assert!(!h.contains_key("mcp-param-note"));
+        }
+        let mut h = routing_headers("tools/call", Some("naïve tool"));
+        param_headers(&mut h, Some(&serde_json::json!({"symbol": "é"})), &schema);
+        assert_eq!(h["mcp-name"], "=?base64?bmHDr3ZlIHRvb2w=?=");
+        assert_eq!(h["mcp-param-symbol"], "=?base64?w6k=?=");
+        let body =
+            env(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"naïve tool"}}"#);
+        assert_eq!(check(&h, &body), Ok(()));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use super::link::{Answer, Link};
 use super::session::HubSession;
-use super::{wire, HubError};
+use super::{era, wire, HubError};
+use crate::config::UpstreamProtocol;
+use crate::controls::mirror;
 use crate::proto::{Envelope, Kind};
 
 /// Protocol versions the hub offers and accepts upstream (the legacy, `initialize` era).
@@ -75,6 +77,26 @@ impl ListKind {
 /// Most pages read from one upstream list.
 const MAX_PAGES: usize = 100;
 
+/// The protocol era spoken with one upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// `initialize` and an upstream session.
+    Legacy,
+    /// 2026-07-28: stateless requests, each carrying the protocol `_meta`.
+    Modern,
+}
+
+/// A cached list and, for a 2026-07-28 upstream, until when it is fresh (its `ttlMs`).
+#[derive(Debug, Clone)]
+struct Listed {
+    items: Arc<Vec<Value>>,
+    until: Option<Instant>,
+}
+
+/// Shortest time a 2026-07-28 upstream's list is cached, whatever its `ttlMs` (0 would mean
+/// fetching every list on every request).
+const MIN_LIST_TTL: Duration = Duration::from_secs(1);
+
 /// A live session with an upstream.
 #[derive(Debug)]
 pub struct Conn {
@@ -84,11 +106,15 @@ pub struct Conn {
     pub name: Arc<str>,
     link: Link,
     next_id: AtomicI64,
+    /// The era spoken with it.
+    pub era: Era,
     /// Protocol version agreed with the upstream.
     pub version: String,
-    /// The upstream's `InitializeResult`.
+    /// The upstream's `InitializeResult` (or, 2026-07-28, its `server/discover` result).
     pub init: Value,
-    lists: Mutex<[Option<Arc<Vec<Value>>>; 4]>,
+    /// 2026-07-28: the `_meta` members every request carries (raw, without braces).
+    meta: Vec<u8>,
+    lists: Mutex<[Option<Listed>; 4]>,
     /// Downstream sessions that used this one (for list-change notices and server requests
     /// outside a call).
     pub watchers: Mutex<Vec<Weak<HubSession>>>,
@@ -101,63 +127,52 @@ pub struct Conn {
 
 static SERIAL: AtomicU64 = AtomicU64::new(1);
 
+/// What the opening exchange settled.
+struct Opened {
+    era: Era,
+    version: String,
+    init: Value,
+}
+
 impl Conn {
-    /// Runs the `initialize` handshake over `link`. `capabilities` are the client capabilities
-    /// declared upstream (raw JSON).
+    /// Opens a session over `link` in the era `protocol` asks for: the `initialize` handshake,
+    /// or a `server/discover` for 2026-07-28 (`Auto`: the handshake first, discovery when the
+    /// upstream refuses it). `capabilities` are the client capabilities declared upstream (raw
+    /// JSON).
     pub async fn open(
         up: usize,
         name: Arc<str>,
         mut link: Link,
         capabilities: &[u8],
         timeout: Duration,
+        protocol: UpstreamProtocol,
     ) -> Result<Conn, HubError> {
-        let mut params = Vec::with_capacity(160 + capabilities.len());
-        params.extend_from_slice(b"{\"protocolVersion\":\"");
-        params.extend_from_slice(UPSTREAM_VERSIONS[0].as_bytes());
-        params.extend_from_slice(b"\",\"capabilities\":");
-        params.extend_from_slice(capabilities);
-        params.extend_from_slice(b",\"clientInfo\":{\"name\":\"palisade\",\"version\":\"");
-        params.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
-        params.extend_from_slice(b"\"}}");
-        let body = wire::request(0, "initialize", Some(&params));
-        let first = async {
-            let (mut answer, sid) = match &link {
-                Link::Http(h) => h.request(body).await?,
-                Link::Stdio(s) => (s.request(body, 0).await?, None),
-            };
-            let env = final_response(&mut answer, None).await?;
-            Ok::<_, HubError>((env, sid))
+        let meta = modern_meta(capabilities);
+        let opening = async {
+            match protocol {
+                UpstreamProtocol::Legacy => initialize(&mut link, capabilities).await,
+                UpstreamProtocol::Modern => discover(&mut link, &meta).await,
+                UpstreamProtocol::Auto => match initialize(&mut link, capabilities).await {
+                    Err(HubError::InitializeRefused(why)) => {
+                        tracing::info!(target: "palisade::hub", upstream = %name, refused = %why, "initialize refused: trying 2026-07-28");
+                        discover(&mut link, &meta).await
+                    }
+                    other => other,
+                },
+            }
         };
-        let (env, sid) = tokio::time::timeout(timeout, first)
+        let opened = tokio::time::timeout(timeout, opening)
             .await
             .map_err(|_| HubError::Timeout)??;
-        let init: Value = match env.result() {
-            Some(r) => serde_json::from_slice(r)
-                .map_err(|_| HubError::Upstream("invalid InitializeResult".into()))?,
-            None => return Err(HubError::Upstream("initialize refused".into())),
-        };
-        let version = init
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if !UPSTREAM_VERSIONS.contains(&version.as_str()) {
-            return Err(HubError::Upstream(format!(
-                "upstream answered protocol version {version:?}"
-            )));
-        }
-        if let Link::Http(h) = &mut link {
-            h.settle(sid, &version);
-        }
-        link.post(wire::notification("notifications/initialized", None))
-            .await?;
         Ok(Conn {
             up,
             name,
             link,
             next_id: AtomicI64::new(1),
-            version,
-            init,
+            era: opened.era,
+            version: opened.version,
+            init: opened.init,
+            meta,
             lists: Mutex::default(),
             watchers: Mutex::default(),
             last_used: AtomicU64::new(0),
@@ -165,6 +180,11 @@ impl Conn {
             closed: AtomicBool::new(false),
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// Whether the upstream is spoken to in the 2026-07-28 era.
+    pub fn is_modern(&self) -> bool {
+        self.era == Era::Modern
     }
 
     /// The transport.
@@ -198,15 +218,63 @@ impl Conn {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Sends request `id` (already written into `body`) and returns the upstream's messages
-    /// about it.
-    pub async fn send_request(&self, body: Bytes, id: i64) -> Result<Answer, HubError> {
+    /// Sends request `id`: `method` with `params` (already edited for the upstream), plus, in
+    /// the 2026-07-28 era, the hub's protocol `_meta` and the mirrored headers. Returns the
+    /// upstream's messages about it.
+    pub async fn send(
+        &self,
+        id: i64,
+        method: &str,
+        params: Option<&[u8]>,
+    ) -> Result<Answer, HubError> {
         self.touch();
-        let r = self.link.request(body, id).await;
+        let r = match self.era {
+            Era::Legacy => {
+                self.link
+                    .request(wire::request(id, method, params), id, None)
+                    .await
+            }
+            Era::Modern => {
+                let params = wire::with_meta(params.unwrap_or(b"{}"), &self.meta);
+                let headers = match self.link {
+                    Link::Http(_) => Some(self.mirrored(method, &params)),
+                    Link::Stdio(_) => None,
+                };
+                self.link
+                    .request(wire::request(id, method, Some(&params)), id, headers)
+                    .await
+            }
+        };
         if matches!(r, Err(HubError::SessionGone)) {
             self.retire();
         }
         r
+    }
+
+    /// The headers a 2026-07-28 request mirrors from its body: `Mcp-Method`, `Mcp-Name`, and
+    /// the `Mcp-Param-*` of a tool's annotated arguments (from the cached tool list).
+    fn mirrored(&self, method: &str, params: &[u8]) -> http::HeaderMap {
+        let text =
+            |k| wire::member(params, k).and_then(|v| serde_json::from_slice::<String>(v).ok());
+        let name = match method {
+            "tools/call" | "prompts/get" => text("name"),
+            "resources/read" => text("uri"),
+            _ => None,
+        };
+        let mut h = mirror::routing_headers(method, name.as_deref());
+        if let (Some(name), true) = (&name, method == "tools/call") {
+            let tools = self.cached(ListKind::Tools);
+            let schema = tools.iter().flat_map(|l| l.iter()).find_map(|t| {
+                (t.get("name").and_then(Value::as_str) == Some(name))
+                    .then(|| t.get("inputSchema"))?
+            });
+            if let Some(schema) = schema {
+                let args: Option<Value> =
+                    wire::member(params, "arguments").and_then(|a| serde_json::from_slice(a).ok());
+                mirror::param_headers(&mut h, args.as_ref(), schema);
+            }
+        }
+        h
     }
 
     /// Sends a notification or a response.
@@ -223,9 +291,7 @@ impl Conn {
     /// server requests in between are refused.
     pub async fn call(&self, method: &str, params: Option<&[u8]>) -> Result<Envelope, HubError> {
         let id = self.next_id();
-        let mut answer = self
-            .send_request(wire::request(id, method, params), id)
-            .await?;
+        let mut answer = self.send(id, method, params).await?;
         final_response(&mut answer, Some(self)).await
     }
 
@@ -239,13 +305,17 @@ impl Conn {
 
     /// The upstream's full list of `kind` (all pages), cached until it announces a change.
     pub async fn list(&self, kind: ListKind) -> Result<Arc<Vec<Value>>, HubError> {
+        let now = Instant::now();
         if let Some(l) = &lock(&self.lists)[kind.index()] {
-            return Ok(l.clone());
+            if l.until.is_none_or(|u| now < u) {
+                return Ok(l.items.clone());
+            }
         }
         if !self.offers(kind.capability()) {
             return Ok(Arc::new(Vec::new()));
         }
         let mut items = Vec::new();
+        let mut ttl = None;
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let params = cursor
@@ -260,6 +330,10 @@ impl Conn {
             };
             let mut page: Value = serde_json::from_slice(result)
                 .map_err(|_| HubError::Upstream(format!("invalid {} result", kind.method())))?;
+            if self.is_modern() && ttl.is_none() {
+                let ms = page.get("ttlMs").and_then(Value::as_u64).unwrap_or(0);
+                ttl = Some(Duration::from_millis(ms).max(MIN_LIST_TTL));
+            }
             if let Some(Value::Array(a)) = page.get_mut(kind.member()).map(Value::take) {
                 items.extend(a);
             }
@@ -272,8 +346,18 @@ impl Conn {
             }
         }
         let list = Arc::new(items);
-        lock(&self.lists)[kind.index()] = Some(list.clone());
+        lock(&self.lists)[kind.index()] = Some(Listed {
+            items: list.clone(),
+            until: ttl.map(|t| now + t),
+        });
         Ok(list)
+    }
+
+    /// The cached list of `kind`, fresh or not, without asking the upstream.
+    fn cached(&self, kind: ListKind) -> Option<Arc<Vec<Value>>> {
+        lock(&self.lists)[kind.index()]
+            .as_ref()
+            .map(|l| l.items.clone())
     }
 
     /// Forgets cached lists after `notifications/*/list_changed`; returns which.
@@ -333,6 +417,120 @@ impl Conn {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The legacy handshake: `initialize`, then `notifications/initialized`. An error response
+/// is [`HubError::InitializeRefused`] (the upstream may speak only 2026-07-28).
+async fn initialize(link: &mut Link, capabilities: &[u8]) -> Result<Opened, HubError> {
+    let mut params = Vec::with_capacity(160 + capabilities.len());
+    params.extend_from_slice(b"{\"protocolVersion\":\"");
+    params.extend_from_slice(UPSTREAM_VERSIONS[0].as_bytes());
+    params.extend_from_slice(b"\",\"capabilities\":");
+    params.extend_from_slice(capabilities);
+    params.extend_from_slice(b",\"clientInfo\":");
+    params.extend_from_slice(CLIENT_INFO.as_bytes());
+    params.push(b'}');
+    let body = wire::request(0, "initialize", Some(&params));
+    let (mut answer, sid) = match &*link {
+        Link::Http(h) => h.request(body, None).await?,
+        Link::Stdio(s) => (s.request(body, 0).await?, None),
+    };
+    let env = final_response(&mut answer, None).await?;
+    let init: Value = match env.result() {
+        Some(r) => serde_json::from_slice(r)
+            .map_err(|_| HubError::Upstream("invalid InitializeResult".into()))?,
+        None => return Err(HubError::InitializeRefused(error_text(&env))),
+    };
+    let version = init
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !UPSTREAM_VERSIONS.contains(&version.as_str()) {
+        return Err(HubError::Upstream(format!(
+            "upstream answered protocol version {version:?}"
+        )));
+    }
+    if let Link::Http(h) = link {
+        h.settle(sid, &version);
+    }
+    link.post(wire::notification("notifications/initialized", None))
+        .await?;
+    Ok(Opened {
+        era: Era::Legacy,
+        version,
+        init,
+    })
+}
+
+/// The 2026-07-28 opening: `server/discover`, which must list that version.
+async fn discover(link: &mut Link, meta: &[u8]) -> Result<Opened, HubError> {
+    if let Link::Http(h) = link {
+        h.settle(None, era::MODERN);
+    }
+    let params = wire::with_meta(b"{}", meta);
+    let body = wire::request(0, "server/discover", Some(&params));
+    let mut answer = link
+        .request(
+            body,
+            0,
+            Some(mirror::routing_headers("server/discover", None)),
+        )
+        .await?;
+    let env = final_response(&mut answer, None).await?;
+    let Some(r) = env.result() else {
+        return Err(HubError::Upstream(format!(
+            "server/discover refused: {}",
+            error_text(&env)
+        )));
+    };
+    let init: Value = serde_json::from_slice(r)
+        .map_err(|_| HubError::Upstream("invalid DiscoverResult".into()))?;
+    let speaks = init
+        .get("supportedVersions")
+        .and_then(Value::as_array)
+        .is_some_and(|v| v.iter().any(|v| v.as_str() == Some(era::MODERN)));
+    if !speaks {
+        return Err(HubError::Upstream(
+            "the upstream speaks neither an initialize version nor 2026-07-28".into(),
+        ));
+    }
+    Ok(Opened {
+        era: Era::Modern,
+        version: era::MODERN.to_owned(),
+        init,
+    })
+}
+
+/// How the hub names itself to upstreams.
+const CLIENT_INFO: &str = concat!(
+    "{\"name\":\"palisade\",\"version\":\"",
+    env!("CARGO_PKG_VERSION"),
+    "\"}"
+);
+
+/// The `_meta` members of the hub's 2026-07-28 requests to an upstream (raw, no braces).
+fn modern_meta(capabilities: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(160 + capabilities.len());
+    m.extend_from_slice(b"\"");
+    m.extend_from_slice(era::META_VERSION.as_bytes());
+    m.extend_from_slice(b"\":\"");
+    m.extend_from_slice(era::MODERN.as_bytes());
+    m.extend_from_slice(b"\",\"");
+    m.extend_from_slice(era::META_CAPABILITIES.as_bytes());
+    m.extend_from_slice(b"\":");
+    m.extend_from_slice(capabilities);
+    m.extend_from_slice(b",\"");
+    m.extend_from_slice(era::META_CLIENT_INFO.as_bytes());
+    m.extend_from_slice(b"\":");
+    m.extend_from_slice(CLIENT_INFO.as_bytes());
+    m
+}
+
+/// The code and message of an error response, for logs.
+fn error_text(env: &Envelope) -> String {
+    let e = wire::member(env.bytes(), "error").unwrap_or_default();
+    String::from_utf8_lossy(&e[..e.len().min(200)]).into_owned()
 }
 
 /// Reads messages until the response. Server requests in between are refused (when `conn` is

@@ -12,10 +12,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, ListKind};
 use super::link::Answer;
-use super::session::HubSession;
+use super::relay::{Call, ParkSpot, Relay};
+use super::session::{HubSession, Waiter};
 use super::wire::{self, ParamEdits};
-use super::{era, mrtr, names, Hub, HubError, View};
-use crate::proto::{codes, sse, Envelope, Id, Kind, McpCode};
+use super::{era, mrtr, names, rounds, Hub, HubError, View};
+use crate::proto::{codes, Envelope, Id, Kind};
 
 /// The hub's answer to one POST.
 #[derive(Debug)]
@@ -97,7 +98,7 @@ impl Hub {
             Ok(Reply::Json(wire::response(
                 id,
                 "result",
-                &era::fit_result(r, method, modern),
+                &era::fit_result(r, method, modern, false),
             )))
         };
         match method {
@@ -109,7 +110,8 @@ impl Hub {
             }
             "logging/setLevel" if !modern => {
                 for (_, c) in self.connect_all(view, s).await {
-                    if c.offers("logging") {
+                    // 2026-07-28 has no `logging/setLevel` (log level is asked per request).
+                    if c.offers("logging") && !c.is_modern() {
                         let _ = c.call(method, env.params()).await;
                     }
                 }
@@ -136,10 +138,11 @@ impl Hub {
                 if modern && mrtr::may_ask(m) {
                     if let Some(state) = env.params().and_then(|p| wire::member(p, "requestState"))
                     {
-                        return self.resume(u, env, id, state, s, request_id).await;
+                        return self.resume(u, env, id, edits, state, s, request_id).await;
                     }
                 }
-                self.call(u, env, id, edits, s, request_id).await
+                self.call(u, env, env.params(), 0, id, edits, s, request_id)
+                    .await
             }
         }
     }
@@ -360,53 +363,60 @@ impl Hub {
 
     /// Calls upstream `u` with the request (renamed, its progress token and era-specific
     /// `_meta` adapted) and answers with its response, relaying what comes before it.
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         u: usize,
         env: &Envelope,
+        params: Option<&[u8]>,
+        rounds: usize,
         id: &Id,
         name: Option<String>,
         s: &Arc<HubSession>,
         request_id: &str,
     ) -> Result<Reply, HubError> {
         let method = env.method().unwrap_or_default();
-        let params = env.params();
         let client_token = params
             .and_then(wire::progress_token)
             .map(Bytes::copy_from_slice);
         // Up to two attempts: an upstream session that expired is replaced once (the upstream
         // refused the request, so it did not run).
         let mut attempt = 0;
-        let (conn, up_id, answer) = loop {
+        let (conn, up_id, answer, sent) = loop {
             attempt += 1;
             let conn = self.conn(u, s).await?;
+            if conn.is_modern() && method == "tools/call" {
+                // Its schema says which arguments are mirrored into `Mcp-Param-*` headers.
+                let _ = conn.list(ListKind::Tools).await;
+            }
             let up_id = conn.next_id();
             let token = client_token.as_ref().map(|_| up_id.to_string());
-            let body = match params {
-                Some(p) => {
-                    let edited = wire::edit_params(
-                        p,
-                        &ParamEdits {
-                            name: name.as_deref(),
-                            progress_token: token.as_deref().map(str::as_bytes),
-                            strip_modern_meta: s.is_modern(),
-                        },
-                    );
-                    wire::request(up_id, method, Some(&edited))
-                }
-                None => wire::request(up_id, method, None),
-            };
-            match conn.send_request(body, up_id).await {
-                Ok(a) => break (conn, up_id, a),
+            let edited = params.map(|p| {
+                wire::edit_params(
+                    p,
+                    &ParamEdits {
+                        name: name.as_deref(),
+                        progress_token: token.as_deref().map(str::as_bytes),
+                        strip_modern_meta: s.is_modern(),
+                    },
+                )
+            });
+            match conn.send(up_id, method, edited.as_deref()).await {
+                Ok(a) => break (conn, up_id, a, edited),
                 Err(HubError::SessionGone) if attempt < 2 => continue,
                 Err(e) => return Err(e),
             }
         };
+        // A 2026-07-28 upstream may end the call `input_required`: a legacy client's retries are
+        // the hub's to send, with these params.
+        let sent = (conn.is_modern() && !s.is_modern() && mrtr::may_ask(method))
+            .then(|| sent.unwrap_or_else(|| b"{}".to_vec()));
         let call = Call {
             u,
             conn,
             up_id,
-            rounds: 0,
+            rounds,
+            sent,
         };
         self.follow(call, answer, env, id, client_token, s, request_id)
             .await
@@ -431,6 +441,7 @@ impl Hub {
             conn,
             up_id,
             rounds,
+            sent,
         } = call;
         let method = env.method().unwrap_or_default();
         s.begin(id, &conn, up_id);
@@ -453,18 +464,6 @@ impl Hub {
                 return Err(HubError::Timeout);
             }
         };
-        if first.kind() == Kind::Response {
-            s.end(id);
-            return Ok(Reply::Json(downstream_response(
-                &first,
-                id,
-                method,
-                s.is_modern(),
-            )));
-        }
-        // Anything before the response: stream it.
-        let (tx, rx) = mpsc::channel(16);
-        let (end_tx, end_rx) = oneshot::channel();
         // What a parked call must be retried as is worked out only if the upstream asks.
         let park = (s.is_modern() && mrtr::may_ask(method)).then(|| ParkSpot {
             parking: self.parking.clone(),
@@ -473,7 +472,29 @@ impl Hub {
             ttl: idle,
             rounds,
         });
-        let relay = Relay {
+        let asks = conn.is_modern()
+            && mrtr::may_ask(method)
+            && first.result().is_some_and(rounds::is_input_required);
+        // A legacy client is asked the upstream's questions on a stream.
+        let ask_on_stream = asks && !s.is_modern();
+        if first.kind() == Kind::Response && !ask_on_stream {
+            s.end(id);
+            if let (true, Some(spot)) = (asks, &park) {
+                let body = spot.park_ended(s, first.result().unwrap_or_default())?;
+                return Ok(Reply::Json(wire::response(id, "result", &body)));
+            }
+            return Ok(Reply::Json(downstream_response(
+                &first,
+                id,
+                method,
+                s.is_modern(),
+                conn.is_modern(),
+            )));
+        }
+        // Anything before the response, or questions for a legacy client: stream it.
+        let (tx, rx) = mpsc::channel(16);
+        let (end_tx, end_rx) = oneshot::channel();
+        let mut relay = Relay {
             // A shared stdio child's messages during a call are attributed to the most recent
             // call in flight, possibly another principal's: only what is exactly attributable
             // (progress, by token, and the response) is relayed then.
@@ -488,10 +509,12 @@ impl Hub {
             tx,
             up_id,
             park,
+            retry: sent.map(|p| (p, rounds)),
         };
         tokio::spawn(async move {
             let end = relay.run(first, answer, idle).await;
-            if end == StreamEnd::ClientGone && relay.session.is_modern() {
+            if end == StreamEnd::ClientGone && (relay.session.is_modern() || relay.retry.is_some())
+            {
                 cancel(&relay.conn, relay.up_id).await;
             }
             relay.session.end(&relay.id);
@@ -501,12 +524,15 @@ impl Hub {
     }
 
     /// A 2026-07-28 client's retry of a call that ended `input_required`: its `inputResponses`
-    /// go to the upstream requests waiting for them, and the same upstream call is followed on.
+    /// go to the upstream requests waiting for them (a legacy upstream's call, followed on), or
+    /// upstream in a new request with the upstream's own `requestState` (a 2026-07-28 one).
+    #[allow(clippy::too_many_arguments)]
     async fn resume(
         &self,
         u: usize,
         env: &Envelope,
         id: &Id,
+        name: Option<String>,
         state: &[u8],
         s: &Arc<HubSession>,
         request_id: &str,
@@ -515,7 +541,7 @@ impl Hub {
             serde_json::from_slice(state).map_err(|_| mrtr::StateError::Malformed)?;
         let origin = mrtr::Origin::of(env).ok_or(HubError::InvalidParams("name"))?;
         let now = std::time::Instant::now();
-        let mut p = match self.parking.take(&state, &s.principal, &origin, now) {
+        let p = match self.parking.take(&state, &s.principal, &origin, now) {
             Ok(p) if p.u == u => p,
             Ok(p) => {
                 tokio::spawn(p.abandon());
@@ -529,21 +555,37 @@ impl Hub {
             }
         };
         let params = env.params().unwrap_or(b"{}");
+        let mut p = *p;
+        let mut live = match p.held {
+            mrtr::Held::Live(l) => l,
+            mrtr::Held::Ended(upstream_state) => {
+                let params = wire::set_member(params, "requestState", upstream_state.as_deref());
+                return self
+                    .call(u, env, Some(&params), p.rounds, id, name, s, request_id)
+                    .await;
+            }
+        };
         let responses: HashMap<String, Box<serde_json::value::RawValue>> =
             match wire::member(params, "inputResponses").map(serde_json::from_slice) {
                 None => HashMap::new(),
                 Some(Ok(r)) => r,
                 Some(Err(_)) => {
+                    p.held = mrtr::Held::Live(live);
                     tokio::spawn(p.abandon());
                     return Err(HubError::InvalidParams("inputResponses"));
                 }
             };
-        if !p.deliver(&responses).await {
+        if !live.deliver(&responses).await {
             // Some questions are still open: ask them again (the spec's advice to a server
             // that is missing input), under a new handle.
             p.expires = now + self.ups[u].timeout;
-            return match self.parking.park(p) {
-                Ok((_, body)) => Ok(Reply::Json(wire::response(id, "result", &body))),
+            p.held = mrtr::Held::Live(live);
+            let body = |p: &mrtr::Parked, state: &str| match &p.held {
+                mrtr::Held::Live(l) => l.input_required(state),
+                mrtr::Held::Ended(_) => Vec::new(),
+            };
+            return match self.parking.park(Box::new(p), body) {
+                Ok(body) => Ok(Reply::Json(wire::response(id, "result", &body))),
                 Err(p) => {
                     tokio::spawn(p.abandon());
                     Err(HubError::Unavailable("too many calls waiting for input"))
@@ -553,25 +595,35 @@ impl Hub {
         let client_token = wire::progress_token(params).map(Bytes::copy_from_slice);
         let call = Call {
             u,
-            conn: p.conn,
-            up_id: p.up_id,
+            conn: live.conn,
+            up_id: live.up_id,
             rounds: p.rounds,
+            sent: None,
         };
-        self.follow(call, p.answer, env, id, client_token, s, request_id)
+        self.follow(call, live.answer, env, id, client_token, s, request_id)
             .await
     }
 
     /// A client's answer to a request the hub relayed: to the upstream that asked, once.
     async fn answer(&self, env: &Envelope, s: &Arc<HubSession>) -> Result<Reply, HubError> {
         let id = env.id().ok_or(HubError::UnknownAnswer)?;
-        let (conn, up_id) = s.answered(id).ok_or(HubError::UnknownAnswer)?;
-        let (member, value) = match (env.result(), env_error(env)) {
-            (Some(r), _) => ("result", r),
-            (None, Some(e)) => ("error", e),
+        let waiter = s.answered(id).ok_or(HubError::UnknownAnswer)?;
+        let (ok, value) = match (env.result(), env_error(env)) {
+            (Some(r), _) => (true, r),
+            (None, Some(e)) => (false, e),
             (None, None) => return Err(HubError::InvalidParams("answer")),
         };
-        conn.post(wire::response_raw_id(&up_id, member, value))
-            .await?;
+        match waiter {
+            Waiter::Upstream(conn, up_id) => {
+                let conn = conn.upgrade().ok_or(HubError::UnknownAnswer)?;
+                let member = if ok { "result" } else { "error" };
+                conn.post(wire::response_raw_id(&up_id, member, value))
+                    .await?;
+            }
+            Waiter::Hub(tx) => {
+                let _ = tx.send((ok, Bytes::copy_from_slice(value)));
+            }
+        }
         Ok(Reply::Accepted)
     }
 
@@ -591,9 +643,13 @@ impl Hub {
             }
             "notifications/roots/list_changed" => {
                 for (_, c) in self.connect_all(view, s).await {
-                    let _ = c
-                        .post(wire::notification("notifications/roots/list_changed", None))
-                        .await;
+                    // A 2026-07-28 upstream takes no notifications: it asks for the roots
+                    // whenever it needs them.
+                    if !c.is_modern() {
+                        let _ = c
+                            .post(wire::notification("notifications/roots/list_changed", None))
+                            .await;
+                    }
                 }
             }
             // `notifications/initialized` and anything else: nothing to pass on.
@@ -637,9 +693,19 @@ impl Drop for CancelOnDrop {
 }
 
 /// The upstream's response as the client's: its id, and a result fit for the client's era.
-fn downstream_response(up: &Envelope, id: &Id, method: &str, modern: bool) -> Bytes {
+pub(super) fn downstream_response(
+    up: &Envelope,
+    id: &Id,
+    method: &str,
+    modern: bool,
+    from_modern: bool,
+) -> Bytes {
     match (up.result(), env_error(up)) {
-        (Some(r), _) => wire::response(id, "result", &era::fit_result(r, method, modern)),
+        (Some(r), _) => wire::response(
+            id,
+            "result",
+            &era::fit_result(r, method, modern, from_modern),
+        ),
         (None, Some(e)) => wire::response(id, "error", e),
         (None, None) => wire::response(
             id,
@@ -689,7 +755,7 @@ pub(super) async fn refuse_request(conn: &Conn, env: &Envelope) {
     }
 }
 
-fn capability_for(method: &str) -> Option<&'static str> {
+pub(super) fn capability_for(method: &str) -> Option<&'static str> {
     Some(match method {
         "sampling/createMessage" => "sampling",
         "elicitation/create" => "elicitation",
@@ -698,203 +764,8 @@ fn capability_for(method: &str) -> Option<&'static str> {
     })
 }
 
-fn raw_id(env: &Envelope) -> Option<Bytes> {
+pub(super) fn raw_id(env: &Envelope) -> Option<Bytes> {
     let mut s = String::new();
     env.id()?.write_json(&mut s);
     Some(Bytes::from(s))
-}
-
-/// Streams one request's upstream messages to the client as SSE.
-struct Relay {
-    conn: Arc<Conn>,
-    session: Arc<HubSession>,
-    id: Id,
-    method: String,
-    client_token: Option<Bytes>,
-    request_id: String,
-    tx: mpsc::Sender<Bytes>,
-    up_id: i64,
-    attributable_only: bool,
-    /// Where a 2026-07-28 client's call is parked when the upstream asks it something.
-    park: Option<ParkSpot>,
-}
-
-/// An upstream call: the upstream, its session, the hub's id for it, and how many times it
-/// already asked the client something.
-struct Call {
-    u: usize,
-    conn: Arc<Conn>,
-    up_id: i64,
-    rounds: usize,
-}
-
-/// What parking a call needs.
-struct ParkSpot {
-    parking: Arc<mrtr::Parking>,
-    /// The client's request (a cheap copy: shared bytes and offsets).
-    request: Envelope,
-    u: usize,
-    ttl: std::time::Duration,
-    rounds: usize,
-}
-
-/// Most `input_required` rounds of one call (the Python SDK's client gives up after 10).
-const MAX_ROUNDS: usize = 10;
-
-impl Relay {
-    async fn send(&self, msg: &[u8]) -> bool {
-        self.tx.send(sse::message_event_bytes(msg)).await.is_ok()
-    }
-
-    async fn run(
-        &self,
-        first: Envelope,
-        mut answer: Answer,
-        idle: std::time::Duration,
-    ) -> StreamEnd {
-        let mut next = Some(first);
-        loop {
-            let env = match next.take() {
-                Some(e) => e,
-                None => tokio::select! {
-                    next = tokio::time::timeout(idle, answer.next()) => match next {
-                        Ok(Some(e)) => e,
-                        Ok(None) => return self.fail(McpCode::BackendUnavailable).await,
-                        Err(_) => {
-                            cancel(&self.conn, self.up_id).await;
-                            return self.fail(McpCode::Timeout).await;
-                        }
-                    },
-                    // The client's stream is gone (noticed without waiting for the upstream's
-                    // next message).
-                    () = self.tx.closed() => return StreamEnd::ClientGone,
-                },
-            };
-            let delivered = match env.kind() {
-                Kind::Response => {
-                    let out =
-                        downstream_response(&env, &self.id, &self.method, self.session.is_modern());
-                    return if self.send(&out).await {
-                        StreamEnd::Complete
-                    } else {
-                        StreamEnd::ClientGone
-                    };
-                }
-                Kind::Notification
-                    if self.attributable_only && env.method() != Some("notifications/progress") =>
-                {
-                    true
-                }
-                Kind::Notification => {
-                    let msg = match (env.method(), &self.client_token, env.params()) {
-                        (Some("notifications/progress"), Some(t), Some(p)) => {
-                            let p = wire::set_member(p, "progressToken", Some(t));
-                            wire::notification("notifications/progress", Some(&p))
-                        }
-                        _ => env.bytes().clone(),
-                    };
-                    self.send(&msg).await
-                }
-                Kind::Request if self.session.is_modern() && !self.attributable_only => {
-                    // A 2026-07-28 client cannot take requests: the call is parked and the
-                    // client asked with `input_required` (MRTR), or, where that cannot be
-                    // done, the upstream gets an error.
-                    match self.park(&env, answer) {
-                        Ok(body) => {
-                            let out = wire::response(&self.id, "result", &body);
-                            return if self.send(&out).await {
-                                StreamEnd::InputRequired
-                            } else {
-                                StreamEnd::ClientGone
-                            };
-                        }
-                        Err(back) => {
-                            answer = back;
-                            refuse_request(&self.conn, &env).await;
-                            true
-                        }
-                    }
-                }
-                Kind::Request => {
-                    if self.session.is_modern() || self.attributable_only {
-                        refuse_request(&self.conn, &env).await;
-                        true
-                    } else if let Some(msg) = self.relayed(&env) {
-                        self.send(&msg).await
-                    } else {
-                        refuse_request(&self.conn, &env).await;
-                        true
-                    }
-                }
-            };
-            if !delivered {
-                return StreamEnd::ClientGone;
-            }
-        }
-    }
-
-    /// Parks the call for the upstream's request `env`; returns the `input_required` result, or
-    /// the answer stream back when the call cannot be parked (not a request that may ask, a
-    /// capability the client did not declare, too many rounds, no room).
-    #[allow(clippy::result_large_err)] // once per question asked, not per message
-    fn park(&self, env: &Envelope, answer: Answer) -> Result<Vec<u8>, Answer> {
-        let Some(spot) = &self.park else {
-            return Err(answer);
-        };
-        let declared = env
-            .method()
-            .and_then(capability_for)
-            .is_some_and(|cap| self.session.declared(cap));
-        let asked = raw_id(env).and_then(|up| mrtr::Asked::new(env, up, spot.rounds + 1));
-        let origin = mrtr::Origin::of(&spot.request);
-        let (true, Some(asked), Some(origin), true) =
-            (declared, asked, origin, spot.rounds < MAX_ROUNDS)
-        else {
-            return Err(answer);
-        };
-        let parked = Box::new(mrtr::Parked {
-            principal: self.session.principal.clone(),
-            origin,
-            u: spot.u,
-            conn: self.conn.clone(),
-            up_id: self.up_id,
-            answer,
-            asked: vec![asked],
-            rounds: spot.rounds + 1,
-            expires: std::time::Instant::now() + spot.ttl,
-        });
-        match spot.parking.park(parked) {
-            Ok((_, body)) => Ok(body),
-            Err(p) => Err(p.answer),
-        }
-    }
-
-    /// The upstream's request with an id of this session, recorded for the answer.
-    fn relayed(&self, env: &Envelope) -> Option<Vec<u8>> {
-        let cap = capability_for(env.method()?)?;
-        if !self.session.declared(cap) {
-            return None;
-        }
-        let hid = self.session.relay(&self.conn, raw_id(env)?)?;
-        Some(wire::set_member(
-            env.bytes(),
-            "id",
-            Some(hid.to_string().as_bytes()),
-        ))
-    }
-
-    async fn fail(&self, code: McpCode) -> StreamEnd {
-        let msg = codes::error_body(
-            Some(&self.id),
-            codes::rpc::INTERNAL_ERROR,
-            "Upstream error",
-            code,
-            &self.request_id,
-        );
-        if self.send(msg.as_bytes()).await {
-            StreamEnd::UpstreamFailed
-        } else {
-            StreamEnd::ClientGone
-        }
-    }
 }

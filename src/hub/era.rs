@@ -20,6 +20,8 @@ pub const LEGACY: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
 pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// The `_meta` key of a 2026-07-28 client's capabilities.
 pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// The `_meta` key of a 2026-07-28 client's name and version.
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 
 /// The version to answer `initialize` with: the client's if supported, else the newest.
 pub fn negotiate(requested: Option<&str>) -> &'static str {
@@ -137,10 +139,28 @@ fn cacheable(method: &str) -> bool {
 
 /// A result as a client of the request's era expects it: modern results carry `resultType`
 /// (and, for lists and reads, `ttlMs` and `cacheScope`); a legacy upstream sends none. Added
-/// only when absent, everything else kept byte for byte.
-pub fn fit_result<'a>(result: &'a [u8], method: &str, modern: bool) -> Cow<'a, [u8]> {
-    if !modern || result.first() != Some(&b'{') {
+/// only when absent, everything else kept byte for byte. A legacy client gets none of them
+/// from a 2026-07-28 upstream (`from_modern`).
+pub fn fit_result<'a>(
+    result: &'a [u8],
+    method: &str,
+    modern: bool,
+    from_modern: bool,
+) -> Cow<'a, [u8]> {
+    if result.first() != Some(&b'{') {
         return Cow::Borrowed(result);
+    }
+    if !modern {
+        if !from_modern {
+            return Cow::Borrowed(result);
+        }
+        let mut out = Cow::Borrowed(result);
+        for k in ["resultType", "ttlMs", "cacheScope"] {
+            if wire::member(&out, k).is_some() {
+                out = Cow::Owned(wire::set_member(&out, k, None));
+            }
+        }
+        return out;
     }
     let mut out = Cow::Borrowed(result);
     if wire::member(&out, "resultType").is_none() {
@@ -190,7 +210,7 @@ mod tests {
 
     #[test]
     fn modern_results_get_their_required_members_once() {
-        let r = fit_result(br#"{"tools":[]}"#, "tools/list", true);
+        let r = fit_result(br#"{"tools":[]}"#, "tools/list", true, false);
         let v: Value = serde_json::from_slice(&r).unwrap();
         assert_eq!(
             v,
@@ -200,10 +220,19 @@ mod tests {
             br#"{"content":[],"resultType":"complete"}"#,
             "tools/call",
             true,
+            true,
         );
         assert_eq!(&*r, br#"{"content":[],"resultType":"complete"}"#);
-        let legacy = fit_result(br#"{"tools":[]}"#, "tools/list", false);
+        let legacy = fit_result(br#"{"tools":[]}"#, "tools/list", false, false);
         assert_eq!(&*legacy, br#"{"tools":[]}"#);
+        // A 2026-07-28 upstream's members never reach a legacy client.
+        let down = fit_result(
+            br#"{"content":[],"resultType":"complete","ttlMs":5,"cacheScope":"public"}"#,
+            "resources/read",
+            false,
+            true,
+        );
+        assert_eq!(&*down, br#"{"content":[]}"#);
     }
 
     #[test]

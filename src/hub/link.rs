@@ -82,8 +82,8 @@ impl HttpLink {
         self.version = HeaderValue::from_str(version).ok();
     }
 
-    fn headers(&self, accept_json: bool) -> HeaderMap {
-        let mut h = HeaderMap::with_capacity(4);
+    fn headers(&self, accept_json: bool, extra: Option<HeaderMap>) -> HeaderMap {
+        let mut h = extra.unwrap_or_default();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -108,21 +108,27 @@ impl HttpLink {
         method: Method,
         accept_json: bool,
         body: Bytes,
+        extra: Option<HeaderMap>,
     ) -> Result<Response<Incoming>, HubError> {
         Ok(self
             .up
             .send(
                 method,
-                &self.headers(accept_json),
+                &self.headers(accept_json, extra),
                 self.session.as_ref(),
                 body,
             )
             .await?)
     }
 
-    /// Sends a request; returns its answer and, for `initialize`, the response headers' session id.
-    pub async fn request(&self, body: Bytes) -> Result<(Answer, Option<HeaderValue>), HubError> {
-        let resp = self.send(Method::POST, true, body).await?;
+    /// Sends a request (with `extra` headers: a 2026-07-28 request's mirrored ones); returns its
+    /// answer and, for `initialize`, the response headers' session id.
+    pub async fn request(
+        &self,
+        body: Bytes,
+        extra: Option<HeaderMap>,
+    ) -> Result<(Answer, Option<HeaderValue>), HubError> {
+        let resp = self.send(Method::POST, true, body, extra).await?;
         let status = resp.status();
         let sid = resp.headers().get(MCP_SESSION_ID).cloned();
         if status == StatusCode::NOT_FOUND && self.session.is_some() {
@@ -156,7 +162,7 @@ impl HttpLink {
 
     /// Sends a notification or a response (the upstream answers 202).
     pub async fn post(&self, body: Bytes) -> Result<(), HubError> {
-        let resp = self.send(Method::POST, true, body).await?;
+        let resp = self.send(Method::POST, true, body, None).await?;
         let status = resp.status();
         // Read (bounded) so the connection can be reused; the body itself says nothing we use.
         let _ = upstream::collect(resp.into_body(), self.bounds.max_bytes).await;
@@ -175,7 +181,10 @@ impl HttpLink {
     /// Opens the session's listen stream (GET): what the upstream sends outside any request.
     /// `None` when the upstream offers none (405).
     pub async fn listen(&self) -> Option<mpsc::Receiver<Envelope>> {
-        let resp = self.send(Method::GET, false, Bytes::new()).await.ok()?;
+        let resp = self
+            .send(Method::GET, false, Bytes::new(), None)
+            .await
+            .ok()?;
         (resp.status().is_success() && is_sse(resp.headers()))
             .then(|| read_sse(resp.into_body(), self.bounds))
     }
@@ -183,7 +192,7 @@ impl HttpLink {
     /// Ends the upstream session (DELETE), best effort.
     pub async fn close(&self) {
         if self.session.is_some() {
-            let _ = self.send(Method::DELETE, true, Bytes::new()).await;
+            let _ = self.send(Method::DELETE, true, Bytes::new(), None).await;
         }
     }
 }
@@ -195,13 +204,20 @@ fn is_sse(h: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/event-stream"))
 }
 
-/// Reads an SSE body into messages, in order, until it ends or the receiver goes away.
-/// Invalid events are dropped (and logged): nothing uninspected reaches a client.
+/// Reads an SSE body into messages, in order, until it ends or the receiver goes away. The
+/// body is dropped as soon as the receiver is, which closes the upstream connection: for a
+/// 2026-07-28 upstream, that is how a request is cancelled. Invalid events are dropped (and
+/// logged): nothing uninspected reaches a client.
 fn read_sse(mut body: Incoming, bounds: Bounds) -> mpsc::Receiver<Envelope> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         let mut split = sse::Splitter::default();
-        while let Some(frame) = body.frame().await {
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                () = tx.closed() => return,
+            };
+            let Some(frame) = frame else { break };
             let Ok(frame) = frame else { break };
             let Ok(data) = frame.into_data() else {
                 continue;
@@ -233,10 +249,15 @@ fn read_sse(mut body: Incoming, bounds: Bounds) -> mpsc::Receiver<Envelope> {
 }
 
 impl Link {
-    /// Sends a request and returns its answer.
-    pub async fn request(&self, body: Bytes, id: i64) -> Result<Answer, HubError> {
+    /// Sends a request (HTTP: with `extra` headers) and returns its answer.
+    pub async fn request(
+        &self,
+        body: Bytes,
+        id: i64,
+        extra: Option<HeaderMap>,
+    ) -> Result<Answer, HubError> {
         match self {
-            Link::Http(h) => h.request(body).await.map(|(a, _)| a),
+            Link::Http(h) => h.request(body, extra).await.map(|(a, _)| a),
             Link::Stdio(s) => s.request(body, id).await,
         }
     }

@@ -16,6 +16,8 @@ pub mod link;
 pub mod mrtr;
 pub mod names;
 pub mod pool;
+mod relay;
+pub mod rounds;
 pub mod session;
 pub mod stdio;
 pub mod wire;
@@ -55,6 +57,9 @@ pub enum HubError {
     /// The upstream ended without answering.
     #[error("upstream ended without a response")]
     NoResponse,
+    /// The upstream answered `initialize` with an error (it may speak only 2026-07-28).
+    #[error("initialize refused: {0}")]
+    InitializeRefused(String),
     /// The upstream forgot its session.
     #[error("upstream session expired")]
     SessionGone,
@@ -122,6 +127,7 @@ struct Up {
     isolation: Isolation,
     in_hub: bool,
     timeout: Duration,
+    protocol: crate::config::UpstreamProtocol,
 }
 
 /// Which upstreams a route shows.
@@ -176,6 +182,7 @@ impl Hub {
                 isolation: u.isolation,
                 in_hub: u.in_hub,
                 timeout: u.timeout,
+                protocol: u.protocol,
             })
             .collect();
         Hub {
@@ -345,8 +352,10 @@ impl Hub {
             Via::Http(h) => Link::Http(HttpLink::new(h.clone(), self.bounds)),
             Via::Stdio(t) => Link::Stdio(self.spawn(u, &owner, t, tx.clone())?),
         };
-        let conn = Arc::new(Conn::open(u, up.name.clone(), link, caps, up.timeout).await?);
-        if let Link::Http(_) = conn.link() {
+        let conn =
+            Arc::new(Conn::open(u, up.name.clone(), link, caps, up.timeout, up.protocol).await?);
+        // A 2026-07-28 upstream has no listen stream (nothing reaches the hub outside a request).
+        if let (Link::Http(_), false) = (conn.link(), conn.is_modern()) {
             // The listen stream carries what the upstream sends outside requests (list
             // changes, `roots/list`); not every upstream offers one.
             let weak = Arc::downgrade(&conn);

@@ -15,6 +15,10 @@
 //! until when; a handle is used once. A retry that fails any check gets -32602 "Invalid or
 //! expired requestState" (HTTP 400), as the Python SDK answers; the call it named is cancelled
 //! unless the caller was another principal (who cannot cancel what is not theirs).
+//!
+//! The same parking keeps the 2026-07-28 upstreams' own `input_required` results for a
+//! 2026-07-28 client ([`super::rounds`]): there the client's handle stands for the upstream's
+//! `requestState`, which the client never sees.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -115,6 +119,27 @@ pub struct Parked {
     pub origin: Origin,
     /// The upstream (index).
     pub u: usize,
+    /// What is kept of the upstream call.
+    pub held: Held,
+    /// How many questions the call asked so far.
+    pub rounds: usize,
+    /// When it is given up.
+    pub expires: Instant,
+}
+
+/// What a parked call keeps of its upstream call.
+#[derive(Debug)]
+pub enum Held {
+    /// A legacy upstream's call, still running, waiting for the answers to its requests.
+    Live(Live),
+    /// A 2026-07-28 upstream's call, which ended `input_required`: the retry is a new request
+    /// carrying the upstream's own `requestState` (raw JSON, when it gave one).
+    Ended(Option<Bytes>),
+}
+
+/// A legacy upstream's call waiting for answers.
+#[derive(Debug)]
+pub struct Live {
     /// Its session the call runs on.
     pub conn: Arc<Conn>,
     /// The hub's id for the call there.
@@ -123,13 +148,9 @@ pub struct Parked {
     pub answer: Answer,
     /// The questions still open.
     pub asked: Vec<Asked>,
-    /// How many questions the call asked so far.
-    pub rounds: usize,
-    /// When it is given up.
-    pub expires: Instant,
 }
 
-impl Parked {
+impl Live {
     /// The `input_required` result for the open questions, with `state`.
     pub fn input_required(&self, state: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
@@ -173,20 +194,24 @@ impl Parked {
         self.asked = open;
         self.asked.is_empty()
     }
+}
 
-    /// Gives up: every waiting upstream request gets an error, and the call is cancelled.
+impl Parked {
+    /// Gives up: a live call's waiting upstream requests get an error, and the call is
+    /// cancelled. (An ended call has nothing left upstream.)
     pub async fn abandon(self) {
-        for a in &self.asked {
+        let Held::Live(live) = self.held else { return };
+        for a in &live.asked {
             let err = wire::error_object(
                 crate::proto::codes::rpc::INTERNAL_ERROR,
                 "The client did not answer",
             );
-            let _ = self
+            let _ = live
                 .conn
                 .post(wire::response_raw_id(&a.upstream_id, "error", &err))
                 .await;
         }
-        super::dispatch::cancel(&self.conn, self.up_id).await;
+        super::dispatch::cancel(&live.conn, live.up_id).await;
     }
 }
 
@@ -223,9 +248,13 @@ impl Parking {
         }
     }
 
-    /// Parks `p`; returns its handle and the `input_required` result naming it, or gives `p`
-    /// back when there is no room.
-    pub fn park(&self, p: Box<Parked>) -> Result<(String, Vec<u8>), Box<Parked>> {
+    /// Parks `p`; returns the `input_required` result naming its new handle (written by
+    /// `result`), or gives `p` back when there is no room.
+    pub fn park(
+        &self,
+        p: Box<Parked>,
+        result: impl FnOnce(&Parked, &str) -> Vec<u8>,
+    ) -> Result<Vec<u8>, Box<Parked>> {
         let mut calls = lock(&self.calls);
         if calls.len() >= self.capacity {
             return Err(p);
@@ -234,9 +263,9 @@ impl Parking {
         rand::rngs::OsRng.fill_bytes(&mut b);
         let handle = u128::from_be_bytes(b);
         let state = format!("{PREFIX}{handle:032x}");
-        let body = p.input_required(&state);
+        let body = result(&p, &state);
         calls.insert(handle, p);
-        Ok((state, body))
+        Ok(body)
     }
 
     /// Takes the call `state` names for a retry by `principal` of `origin`, once. A wrong

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::conn::Conn;
 use crate::controls::session::SessionId;
@@ -26,7 +26,7 @@ pub struct HubSession {
     /// `elicitation`, `roots`), as raw JSON.
     pub capabilities: Bytes,
     listen: Mutex<Option<mpsc::Sender<Bytes>>>,
-    relayed: Mutex<HashMap<i64, (Weak<Conn>, Bytes)>>,
+    relayed: Mutex<HashMap<i64, Waiter>>,
     inflight: Mutex<HashMap<Id, (Weak<Conn>, i64)>>,
     next_id: AtomicI64,
     watching: Mutex<Vec<u64>>,
@@ -34,6 +34,27 @@ pub struct HubSession {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Who waits for the client's answer to a request sent to it.
+#[derive(Debug)]
+pub enum Waiter {
+    /// The upstream that asked (its id for the request, raw JSON).
+    Upstream(Weak<Conn>, Bytes),
+    /// The hub itself, asking for a 2026-07-28 upstream ([`super::rounds`]).
+    Hub(oneshot::Sender<ClientAnswer>),
+}
+
+/// A client's answer: `result` (true) or `error`, and the member's raw JSON.
+pub type ClientAnswer = (bool, Bytes);
+
+impl Waiter {
+    fn waiting(&self) -> bool {
+        match self {
+            Waiter::Upstream(c, _) => c.strong_count() > 0,
+            Waiter::Hub(tx) => !tx.is_closed(),
+        }
+    }
 }
 
 /// Most server-to-client requests awaiting this session's answer.
@@ -100,21 +121,31 @@ impl HubSession {
 
     /// Records an upstream's request relayed to this client; returns the id the client sees.
     pub fn relay(&self, conn: &Arc<Conn>, upstream_id: Bytes) -> Option<i64> {
+        self.wait_for(Waiter::Upstream(Arc::downgrade(conn), upstream_id))
+    }
+
+    /// Records a request the hub itself sends this client; returns its id and where the
+    /// answer will arrive.
+    pub fn ask(&self) -> Option<(i64, oneshot::Receiver<ClientAnswer>)> {
+        let (tx, rx) = oneshot::channel();
+        Some((self.wait_for(Waiter::Hub(tx))?, rx))
+    }
+
+    fn wait_for(&self, w: Waiter) -> Option<i64> {
         let mut r = lock(&self.relayed);
-        r.retain(|_, (c, _)| c.strong_count() > 0);
+        r.retain(|_, w| w.waiting());
         if r.len() >= MAX_RELAYED {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        r.insert(id, (Arc::downgrade(conn), upstream_id));
+        r.insert(id, w);
         Some(id)
     }
 
-    /// The upstream (and its id) waiting for the client's answer `id`, once.
-    pub fn answered(&self, id: &Id) -> Option<(Arc<Conn>, Bytes)> {
+    /// Who waits for the client's answer `id`, once.
+    pub fn answered(&self, id: &Id) -> Option<Waiter> {
         let Id::Num(n) = id else { return None };
-        let (c, up) = lock(&self.relayed).remove(n)?;
-        Some((c.upgrade()?, up))
+        lock(&self.relayed).remove(n)
     }
 
     /// Remembers which upstream request a client request became (for cancellation).

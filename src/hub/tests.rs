@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::link::Answer;
-use super::mrtr::{Origin, Parked, StateError};
+use super::mrtr::{Held, Live, Origin, Parked, StateError};
 use super::pool::Owner;
 use super::Hub;
 use crate::audit::{load_or_create_key, AuditWriter};
@@ -72,22 +72,27 @@ async fn idle_upstream_sessions_are_reaped_at_their_limit_and_restarted_on_next_
             principal: Arc::from("alice"),
             origin: origin.clone(),
             u: 0,
-            conn: again.clone(),
-            up_id: 1,
-            answer: Answer::One(None),
-            asked: Vec::new(),
+            held: Held::Live(Live {
+                conn: again.clone(),
+                up_id: 1,
+                answer: Answer::One(None),
+                asked: Vec::new(),
+            }),
             rounds: 1,
             expires,
         })
     };
     let now = Instant::now();
-    let (state, body) = hub
-        .parking
-        .park(parked(now + Duration::from_secs(60)))
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body["resultType"], "input_required");
-    assert_eq!(body["requestState"], state.as_str());
+    let park = |p| {
+        let body = hub.parking.park(p, |p: &Parked, h: &str| match &p.held {
+            Held::Live(l) => l.input_required(h),
+            Held::Ended(_) => Vec::new(),
+        });
+        let body: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        assert_eq!(body["resultType"], "input_required");
+        body["requestState"].as_str().unwrap().to_owned()
+    };
+    let state = park(parked(now + Duration::from_secs(60)));
     hub.reap_at(now + Duration::from_secs(59));
     assert_eq!(hub.parking.count(), 1);
     hub.reap_at(now + Duration::from_secs(60));
@@ -98,10 +103,7 @@ async fn idle_upstream_sessions_are_reaped_at_their_limit_and_restarted_on_next_
     ));
     // Taken after its deadline (before the reaper saw it): unknown, and handed back to be
     // abandoned. The same arguments in another order are the same request.
-    let (state, _) = hub
-        .parking
-        .park(parked(now + Duration::from_secs(1)))
-        .unwrap();
+    let state = park(parked(now + Duration::from_secs(1)));
     let reordered = Origin::of(&crate::proto::Envelope::parse(
         bytes::Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"arguments":{"a":2,"b":1},"name":"demo__echo"}}"#,

@@ -181,6 +181,22 @@ pub fn without_prefixed(obj: &[u8], prefix: &str) -> Vec<u8> {
     out
 }
 
+/// `params` with `_meta` holding the raw `members` (the hub's 2026-07-28 protocol members) in
+/// place of any the client sent under the reserved prefix; its other `_meta` members are kept.
+pub fn with_meta(params: &[u8], members: &[u8]) -> Vec<u8> {
+    let mut meta = match member(params, "_meta") {
+        Some(m) if m.first() == Some(&b'{') => without_prefixed(m, MODERN_META_PREFIX),
+        _ => b"{}".to_vec(),
+    };
+    meta.pop();
+    if meta.len() > 1 {
+        meta.push(b',');
+    }
+    meta.extend_from_slice(members);
+    meta.push(b'}');
+    set_member(params, "_meta", Some(&meta))
+}
+
 /// The raw `progressToken` of a `notifications/progress` notification's params.
 pub fn progress_token_of_notification(params: &[u8]) -> Option<&[u8]> {
     member(params, "progressToken")
@@ -232,6 +248,20 @@ mod tests {
             serde_json::json!({"name":"t","_meta":{"progressToken":17,"trace":"x"}})
         );
         assert_eq!(progress_token(p), Some(&br#""client-1""#[..]));
+    }
+
+    #[test]
+    fn modern_meta_replaces_the_clients_reserved_members_only() {
+        let members = br#""io.modelcontextprotocol/protocolVersion":"2026-07-28""#;
+        let p = br#"{"name":"t","_meta":{"progressToken":3,"io.modelcontextprotocol/protocolVersion":"2099-01-01"}}"#;
+        assert_eq!(
+            v(&with_meta(p, members)),
+            serde_json::json!({"name":"t","_meta":{"progressToken":3,"io.modelcontextprotocol/protocolVersion":"2026-07-28"}})
+        );
+        assert_eq!(
+            v(&with_meta(b"{}", members)),
+            serde_json::json!({"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}})
+        );
     }
 
     #[test]

@@ -3,14 +3,18 @@
 Its tools expose exactly what the tests need to observe: per-process state (`remember`/`recall`,
 so two principals sharing one child would see each other's notes), its own pid (`whoami`, so a
 test can kill it), a slow call (`sleep`), a file read (`read_file`, to probe the sandbox) and a question to the client
-(`ask`, an elicitation in the middle of a call).
+(`ask`, an elicitation in the middle of a call; `ask_resolved`, the same in either era), and the
+protocol version a request came in (`era`).
 """
 import asyncio
 import os
+from typing import Annotated
 
 from pydantic import BaseModel
 
+from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 
 server = MCPServer("fixture", version="1.0")
 notes: dict[str, str] = {}
@@ -76,6 +80,24 @@ async def ask(question: str, ctx: Context) -> str:
     if r.action == "accept":
         return f"hello {r.data.name}"
     return f"no name: {r.action}"
+
+
+def ask_name(question: str) -> Elicit[Name]:
+    return Elicit(question, Name)
+
+
+@server.tool()
+async def ask_resolved(question: str, answer: Annotated[ElicitationResult[Name], Resolve(ask_name)]) -> str:
+    """Like ask, in either era: a question mid-call (legacy) or an input_required result (2026-07-28)."""
+    if answer.action == "accept":
+        return f"hello {answer.data.name}"
+    return f"no name: {answer.action}"
+
+
+@server.tool()
+def era(ctx: Context) -> str:
+    """The protocol version of the request, as this server saw it."""
+    return str(ctx.protocol_version)
 
 
 @server.prompt()

@@ -15,6 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+pub mod hub;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 
 pub fn tmpdir(name: &str) -> PathBuf {

@@ -32,6 +32,7 @@ fn route(methods: &[&str]) -> UpstreamConfig {
         oauth: None,
         isolation: crate::config::Isolation::PerPrincipal,
         in_hub: true,
+        protocol: crate::config::UpstreamProtocol::Auto,
     }
 }
 
