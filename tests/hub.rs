@@ -743,3 +743,46 @@ async fn a_modern_client_that_goes_away_cancels_its_upstream_call() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn merged_lists_are_paged_with_cursors_of_their_own() {
+    let gw = Gateway::start(
+        "hub-pages",
+        "[hub]\npage_size = 2\n[[upstream]]\nname = \"demo\"\nbuiltin = \"demo\"\n",
+    );
+    // The demo's own list, whole, from its proxied route.
+    let mut direct = Client::connect(gw.url("/mcp/demo"), None).await;
+    let all = direct.request("tools/list", json!({})).await;
+    let want: Vec<String> = all["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("demo__{}", t["name"].as_str().unwrap()))
+        .collect();
+    assert!(want.len() > 2, "{all}");
+
+    let mut c = Client::connect(gw.url("/mcp"), None).await;
+    let mut got = Vec::new();
+    let mut params = json!({});
+    let mut cursors = Vec::new();
+    loop {
+        let page = c.request("tools/list", params.clone()).await;
+        let tools = page["result"]["tools"].as_array().unwrap();
+        assert!(tools.len() <= 2, "{page}");
+        got.extend(tools.iter().map(|t| t["name"].as_str().unwrap().to_owned()));
+        match page["result"]["nextCursor"].as_str() {
+            Some(cur) => {
+                cursors.push(cur.to_owned());
+                params = json!({ "cursor": cur });
+            }
+            None => break,
+        }
+    }
+    assert_eq!(got, want);
+    assert!(!cursors.is_empty());
+    // A cursor the hub did not cut is refused.
+    for bad in ["hc1.1.0000000000000000", "nonsense"] {
+        let r = c.request("tools/list", json!({ "cursor": bad })).await;
+        assert_eq!(r["error"]["code"], -32602, "{r}");
+    }
+}

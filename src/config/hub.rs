@@ -21,6 +21,8 @@ pub struct RawHub {
     pub auth: Option<Vec<String>>,
     /// OAuth scopes a token must carry for `/mcp`.
     pub required_scopes: Option<Vec<String>>,
+    /// Most items in one page of a merged list (default 500); longer lists get `nextCursor`.
+    pub page_size: Option<u64>,
 }
 
 /// `[stdio]`: limits shared by every stdio upstream.
@@ -174,6 +176,8 @@ pub struct HubConfig {
     pub auth_own: Option<Vec<Combo>>,
     /// OAuth scopes required at `/mcp`.
     pub required_scopes: Vec<String>,
+    /// Most items in one page of a merged list.
+    pub page_size: usize,
 }
 
 /// `[stdio]`, validated.
@@ -218,6 +222,7 @@ pub(super) fn hub(raw: RawHub, auth: &AuthConfig, e: &mut Errors) -> HubConfig {
         auth: auth_own.clone().unwrap_or_else(|| auth.methods.clone()),
         auth_own,
         required_scopes,
+        page_size: e.range("hub.page_size", raw.page_size, 500, 1, 100_000) as usize,
     }
 }
 

@@ -15,7 +15,7 @@ use super::link::Answer;
 use super::relay::{Call, ParkSpot, Relay};
 use super::session::{HubSession, Waiter};
 use super::wire::{self, ParamEdits};
-use super::{era, mrtr, names, rounds, Hub, HubError, View};
+use super::{era, mrtr, names, pages, rounds, Hub, HubError, View};
 use crate::proto::{codes, Envelope, Id, Kind};
 
 /// The hub's answer to one POST.
@@ -119,16 +119,9 @@ impl Hub {
             }
             m => {
                 if let Some(kind) = list_kind(m) {
-                    if env
-                        .params()
-                        .and_then(|p| wire::member(p, "cursor"))
-                        .is_some()
-                    {
-                        // The hub answers with whole lists and never hands out a cursor.
-                        return Err(HubError::InvalidParams("unknown cursor"));
-                    }
+                    let cursor = env.params().and_then(|p| wire::member(p, "cursor"));
                     let merged = self.merged(view, kind, s).await;
-                    return result(&merged);
+                    return result(&pages::page(kind.member(), merged, cursor, self.page_size)?);
                 }
                 let (u, edits) = self.route(view, m, env, s).await?;
                 if modern && m == "tools/call" {
@@ -196,8 +189,13 @@ impl Hub {
         out
     }
 
-    /// The merged list of `kind` (result object), namespaced on `/mcp`.
-    async fn merged(&self, view: View, kind: ListKind, s: &Arc<HubSession>) -> Vec<u8> {
+    /// The merged list of `kind`, namespaced on `/mcp`, with each item's key (its name or URI).
+    async fn merged(
+        &self,
+        view: View,
+        kind: ListKind,
+        s: &Arc<HubSession>,
+    ) -> Vec<(String, Value)> {
         let conns = self.connect_all(view, s).await;
         let lists = futures_util::future::join_all(conns.iter().map(|(_, c)| c.list(kind))).await;
         let mut items = Vec::new();
@@ -246,12 +244,10 @@ impl Hub {
                     tracing::error!(target: "palisade::hub", upstream = %up, name = %key, "collision in the merged {} list: later entry left out", kind.member());
                     continue;
                 }
-                items.push(item);
+                items.push((key, item));
             }
         }
-        let mut out = serde_json::Map::new();
-        out.insert(kind.member().into(), Value::Array(items));
-        serde_json::to_vec(&out).unwrap_or_default()
+        items
     }
 
     /// Which upstream a request goes to, and how its params change on the way.

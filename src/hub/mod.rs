@@ -15,6 +15,7 @@ pub mod era;
 pub mod link;
 pub mod mrtr;
 pub mod names;
+pub mod pages;
 pub mod pool;
 mod relay;
 pub mod rounds;
@@ -153,6 +154,7 @@ pub struct Hub {
     stdio_idle: Duration,
     http_idle: Duration,
     bounds: Bounds,
+    page_size: usize,
     /// Route index of `/mcp`.
     pub route: usize,
 }
@@ -199,6 +201,7 @@ impl Hub {
                 max_bytes: config.limits.max_response_bytes,
                 max_depth: config.limits.max_json_depth,
             },
+            page_size: config.hub.page_size,
             route: config.upstreams.len(),
         }
     }

@@ -85,6 +85,7 @@ fn authn(routes: &[&[&str]]) -> (Authenticator, String, String) {
                 auth: Vec::new(),
                 auth_own: None,
                 required_scopes: Vec::new(),
+                page_size: 500,
             },
             &[listener],
             crate::upstream::client(Duration::from_secs(1)),
