@@ -786,3 +786,49 @@ async fn merged_lists_are_paged_with_cursors_of_their_own() {
         assert_eq!(r["error"]["code"], -32602, "{r}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_outside_any_call_reaches_only_a_session_of_its_owner() {
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let gw = Gateway::start(
+        "hub-roots",
+        &format!(
+            "{}{}",
+            fixture("own", &python, ""),
+            fixture("shr", &python, "isolation = \"shared\"")
+        ),
+    );
+    let init = INIT.replace(r#""capabilities":{}"#, r#""capabilities":{"roots":{}}"#);
+    let mut c = Client::connect_with(gw.url("/mcp"), None, &init).await;
+    let req = http::Request::get(gw.url("/mcp"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &c.sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let client = palisade::upstream::client(Duration::from_secs(2));
+    let listen = client.request(req).await.unwrap();
+    assert_eq!(listen.status(), 200);
+    let mut listen = listen.into_body();
+
+    // The child's own session (per principal) asks after its call was answered: the request
+    // reaches this session's listen stream, and the answer goes back to the child.
+    assert_eq!(c.call("own__roots_later", json!({})).await, "later");
+    let text = read_until(&mut listen, "roots/list").await;
+    let ask = events(&text)
+        .into_iter()
+        .find(|m| m["method"] == "roots/list")
+        .unwrap();
+    let answer = json!({"jsonrpc":"2.0","id":ask["id"],
+                        "result":{"roots":[{"uri":"file:///work","name":"work"}]}});
+    assert_eq!(c.raw(&answer.to_string()).await.status, 202);
+    assert_eq!(c.call("own__roots_result", json!({})).await, "file:///work");
+
+    // A shared child's question cannot be attributed to anybody: the hub answers it with an
+    // error itself (had it reached a session, the child would still be waiting).
+    assert_eq!(c.call("shr__roots_later", json!({})).await, "later");
+    let r = c.call("shr__roots_result", json!({})).await;
+    assert!(r.starts_with("refused"), "{r}");
+}

@@ -4,7 +4,8 @@ Its tools expose exactly what the tests need to observe: per-process state (`rem
 so two principals sharing one child would see each other's notes), its own pid (`whoami`, so a
 test can kill it), a slow call (`sleep`), a file read (`read_file`, to probe the sandbox) and a question to the client
 (`ask`, an elicitation in the middle of a call; `ask_resolved`, the same in either era), and the
-protocol version a request came in (`era`).
+protocol version a request came in (`era`); `roots_later` asks the client something outside any
+call.
 """
 import asyncio
 import os
@@ -18,6 +19,8 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 
 server = MCPServer("fixture", version="1.0")
 notes: dict[str, str] = {}
+roots_done = asyncio.Event()
+background: set = set()
 
 
 @server.tool()
@@ -98,6 +101,33 @@ async def ask_resolved(question: str, answer: Annotated[ElicitationResult[Name],
 def era(ctx: Context) -> str:
     """The protocol version of the request, as this server saw it."""
     return str(ctx.protocol_version)
+
+
+@server.tool()
+async def roots_later(ctx: Context) -> str:
+    """Asks the client for its roots shortly after this call is answered: outside any call."""
+    session = ctx.session
+
+    async def later():
+        await asyncio.sleep(0.3)
+        try:
+            r = await session.list_roots()
+            notes["roots"] = ",".join(str(x.uri) for x in r.roots)
+        except Exception as e:  # the hub refused: nobody may answer
+            notes["roots"] = f"refused: {e}"
+        roots_done.set()
+
+    task = asyncio.get_running_loop().create_task(later())
+    background.add(task)
+    task.add_done_callback(background.discard)
+    return "later"
+
+
+@server.tool()
+async def roots_result() -> str:
+    """Waits for the roots asked by roots_later and returns them (or why there are none)."""
+    await roots_done.wait()
+    return notes["roots"]
 
 
 @server.prompt()

@@ -88,7 +88,7 @@ impl Client {
         let body = json!({"jsonrpc":"2.0","id":self.next,"method":method,"params":params});
         let r = self.raw(&body.to_string()).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
-        r.json()
+        last_message(&r)
     }
 
     /// The text of a tool's first content item (or the error).
