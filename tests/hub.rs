@@ -36,20 +36,17 @@ async fn one_endpoint_merges_and_routes_http_and_stdio_upstreams() {
         ),
     );
     let mut c = Client::connect(gw.url("/mcp"), None).await;
-    let tools = c.request("tools/list", json!({})).await;
-    let names: Vec<&str> = tools["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = c.tool_names().await;
     for want in [
         "demo__echo",
         "demo__place_order",
         "fix__remember",
         "fix__read_file",
     ] {
-        assert!(names.contains(&want), "{want} missing from {names:?}");
+        assert!(
+            names.iter().any(|x| x == want),
+            "{want} missing from {names:?}"
+        );
     }
     // Each upstream gets the call under its own name.
     assert_eq!(
@@ -522,14 +519,7 @@ async fn a_legacy_upstreams_question_reaches_a_modern_client_as_input_required()
     let (alice, bob) = (format!("Bearer {ta}"), format!("Bearer {tb}"));
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
-    let call = |id: u64, extra: Value| {
-        let mut params = json!({"name": "fix__ask", "arguments": {"question": "Your name?"},
-                                "_meta": meta.clone()});
-        for (k, v) in extra.as_object().unwrap() {
-            params[k] = v.clone();
-        }
-        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params})
-    };
+    let call = |id: u64, extra: Value| ask_call(id, "fix__ask", "Your name?", &meta, extra);
     // Starts a call that parks on the fixture's question; returns the input_required result.
     let ask = |who: String, id: u64| {
         let (url, body) = (url.clone(), call(id, json!({})));

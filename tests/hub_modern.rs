@@ -61,20 +61,14 @@ async fn a_modern_only_upstream_serves_legacy_clients_through_the_hub() {
     let mut c = Client::connect_with(gw.url("/mcp"), None, INIT_ELICIT).await;
 
     // The hub fell back from `initialize` to 2026-07-28 for both, over HTTP and stdio.
-    let tools = c.request("tools/list", json!({})).await;
-    let names: Vec<&str> = tools["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = c.tool_names().await;
     for n in [
         "modern__echo",
         "modern__order",
         "modern__ask",
         "mstdio__echo",
     ] {
-        assert!(names.contains(&n), "{n} missing from {names:?}");
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
     }
     assert_eq!(c.call("modern__echo", json!({"text": "hi"})).await, "hi");
     assert_eq!(c.call("mstdio__echo", json!({"text": "hey"})).await, "hey");
@@ -166,14 +160,7 @@ async fn modern_clients_get_the_upstreams_questions_under_a_hub_handle() {
     let (alice, bob) = (format!("Bearer {ta}"), format!("Bearer {tb}"));
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
-    let call = |id: u64, extra: Value| {
-        let mut params = json!({"name": "modern__ask", "arguments": {"question": "Who?"},
-                                "_meta": meta.clone()});
-        for (k, v) in extra.as_object().unwrap() {
-            params[k] = v.clone();
-        }
-        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params})
-    };
+    let call = |id: u64, extra: Value| ask_call(id, "modern__ask", "Who?", &meta, extra);
     let r = modern(&url, call(1, json!({})), &[("authorization", &alice)]).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let q = last_message(&r)["result"].clone();
@@ -245,14 +232,7 @@ async fn the_python_sdk_server_is_spoken_to_in_the_era_configured() {
     let url = gw.url("/mcp");
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
-    let body = |id: u64, extra: Value| {
-        let mut params = json!({"name": "new__ask_resolved", "arguments": {"question": "Name?"},
-                                "_meta": meta.clone()});
-        for (k, v) in extra.as_object().unwrap() {
-            params[k] = v.clone();
-        }
-        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params})
-    };
+    let body = |id: u64, extra: Value| ask_call(id, "new__ask_resolved", "Name?", &meta, extra);
     let q = last_message(&modern(&url, body(1, json!({})), &[]).await)["result"].clone();
     assert_eq!(q["resultType"], "input_required", "{q}");
     let state = q["requestState"].as_str().unwrap().to_owned();

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+use support::hub::python_prefixes;
 use support::*;
 
 fn peers() -> PathBuf {
@@ -48,21 +49,6 @@ fn start_everything() -> (Proc, String) {
         }
     }
     (proc, format!("http://127.0.0.1:{port}/mcp"))
-}
-
-fn python_prefixes(python: &str) -> Vec<String> {
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys; print(sys.base_prefix); print(sys.prefix)",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 fn run_json(cmd: &mut Command) -> Value {

@@ -15,18 +15,7 @@ pub fn fixture(name: &str, python: &str, extra: &str) -> String {
 /// `name`, confined to what Python needs.
 pub fn python_upstream(name: &str, python: &str, args: &[&str], extra: &str) -> String {
     let peers = std::env::var("PALISADE_PEERS_DIR").unwrap();
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys; print(sys.base_prefix); print(sys.prefix)",
-        ])
-        .output()
-        .unwrap();
-    let prefixes: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let prefixes = python_prefixes(python);
     let mut argv = vec![format!("{peers}/{}", args[0])];
     argv.extend(args[1..].iter().map(|a| a.to_string()));
     format!(
@@ -34,6 +23,22 @@ pub fn python_upstream(name: &str, python: &str, args: &[&str], extra: &str) -> 
          [upstream.sandbox]\nlandlock = \"required\"\nread_paths = {:?}\n",
         [vec![peers.clone()], prefixes].concat(),
     )
+}
+
+/// The directories a Python interpreter reads its standard library and packages from.
+pub fn python_prefixes(python: &str) -> Vec<String> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys; print(sys.base_prefix); print(sys.prefix)",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A legacy client session with the hub.
@@ -89,6 +94,17 @@ impl Client {
         let r = self.raw(&body.to_string()).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         last_message(&r)
+    }
+
+    /// The names in `tools/list`.
+    pub async fn tool_names(&mut self) -> Vec<String> {
+        let tools = self.request("tools/list", json!({})).await;
+        tools["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{tools}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// The text of a tool's first content item (or the error).
@@ -191,3 +207,13 @@ pub fn events(text: &str) -> Vec<Value> {
 
 /// An `initialize` declaring the elicitation capability.
 pub const INIT_ELICIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"it","version":"0"}}}"#;
+
+/// A 2026-07-28 `tools/call` of `tool` asking `question`, with `_meta` `meta` and the params in
+/// `extra` (a retry's `inputResponses` and `requestState`).
+pub fn ask_call(id: u64, tool: &str, question: &str, meta: &Value, extra: Value) -> Value {
+    let mut params = json!({"name": tool, "arguments": {"question": question}, "_meta": meta});
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params})
+}
