@@ -460,14 +460,16 @@ impl Hub {
                 return Err(HubError::Timeout);
             }
         };
-        // What a parked call must be retried as is worked out only if the upstream asks.
-        let park = (s.is_modern() && mrtr::may_ask(method)).then(|| ParkSpot {
-            parking: self.parking.clone(),
-            request: env.clone(),
-            u,
-            ttl: idle,
-            rounds,
-        });
+        // Where a 2026-07-28 client's call is parked, made only when there is something to park.
+        let park = || {
+            (s.is_modern() && mrtr::may_ask(method)).then(|| ParkSpot {
+                parking: self.parking.clone(),
+                request: env.clone(),
+                u,
+                ttl: idle,
+                rounds,
+            })
+        };
         let asks = conn.is_modern()
             && mrtr::may_ask(method)
             && first.result().is_some_and(rounds::is_input_required);
@@ -475,7 +477,7 @@ impl Hub {
         let ask_on_stream = asks && !s.is_modern();
         if first.kind() == Kind::Response && !ask_on_stream {
             s.end(id);
-            if let (true, Some(spot)) = (asks, &park) {
+            if let Some(spot) = park().filter(|_| asks) {
                 let body = spot.park_ended(s, first.result().unwrap_or_default())?;
                 return Ok(Reply::Json(wire::response(id, "result", &body)));
             }
@@ -504,7 +506,7 @@ impl Hub {
             request_id: request_id.to_owned(),
             tx,
             up_id,
-            park,
+            park: park(),
             retry: sent.map(|p| (p, rounds)),
         };
         tokio::spawn(async move {
@@ -576,11 +578,7 @@ impl Hub {
             // that is missing input), under a new handle.
             p.expires = now + self.ups[u].timeout;
             p.held = mrtr::Held::Live(live);
-            let body = |p: &mrtr::Parked, state: &str| match &p.held {
-                mrtr::Held::Live(l) => l.input_required(state),
-                mrtr::Held::Ended(_) => Vec::new(),
-            };
-            return match self.parking.park(Box::new(p), body) {
+            return match self.parking.park(Box::new(p), mrtr::Parked::live_result) {
                 Ok(body) => Ok(Reply::Json(wire::response(id, "result", &body))),
                 Err(p) => {
                     tokio::spawn(p.abandon());

@@ -197,6 +197,15 @@ impl Live {
 }
 
 impl Parked {
+    /// The `input_required` result of a live call's open questions, under `state` (for
+    /// [`Parking::park`]; an ended call's result is the upstream's own, [`super::rounds`]).
+    pub fn live_result(&self, state: &str) -> Vec<u8> {
+        match &self.held {
+            Held::Live(l) => l.input_required(state),
+            Held::Ended(_) => Vec::new(),
+        }
+    }
+
     /// Gives up: a live call's waiting upstream requests get an error, and the call is
     /// cancelled. (An ended call has nothing left upstream.)
     pub async fn abandon(self) {

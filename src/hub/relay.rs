@@ -309,11 +309,7 @@ impl Relay {
             rounds: spot.rounds + 1,
             expires: Instant::now() + spot.ttl,
         });
-        let live_body = |p: &mrtr::Parked, state: &str| match &p.held {
-            mrtr::Held::Live(l) => l.input_required(state),
-            mrtr::Held::Ended(_) => Vec::new(),
-        };
-        match spot.parking.park(parked, live_body) {
+        match spot.parking.park(parked, mrtr::Parked::live_result) {
             Ok(body) => Ok(body),
             Err(p) => match p.held {
                 mrtr::Held::Live(l) => Err(l.answer),

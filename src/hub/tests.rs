@@ -84,10 +84,7 @@ async fn idle_upstream_sessions_are_reaped_at_their_limit_and_restarted_on_next_
     };
     let now = Instant::now();
     let park = |p| {
-        let body = hub.parking.park(p, |p: &Parked, h: &str| match &p.held {
-            Held::Live(l) => l.input_required(h),
-            Held::Ended(_) => Vec::new(),
-        });
+        let body = hub.parking.park(p, Parked::live_result);
         let body: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
         assert_eq!(body["resultType"], "input_required");
         body["requestState"].as_str().unwrap().to_owned()

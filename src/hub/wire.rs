@@ -9,23 +9,23 @@ use crate::proto::{json, Id};
 
 /// A request to an upstream, with the hub's own numeric id.
 pub fn request(id: i64, method: &str, params: Option<&[u8]>) -> Bytes {
-    let mut s = Vec::with_capacity(64 + params.map_or(0, <[u8]>::len));
-    s.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    s.extend_from_slice(id.to_string().as_bytes());
-    s.extend_from_slice(b",\"method\":");
-    push_str(&mut s, method);
-    if let Some(p) = params {
-        s.extend_from_slice(b",\"params\":");
-        s.extend_from_slice(p);
-    }
-    s.push(b'}');
-    s.into()
+    message(Some(id), method, params)
 }
 
 /// A notification.
 pub fn notification(method: &str, params: Option<&[u8]>) -> Bytes {
-    let mut s = Vec::with_capacity(48 + params.map_or(0, <[u8]>::len));
-    s.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
+    message(None, method, params)
+}
+
+fn message(id: Option<i64>, method: &str, params: Option<&[u8]>) -> Bytes {
+    let mut s = Vec::with_capacity(64 + params.map_or(0, <[u8]>::len));
+    s.extend_from_slice(b"{\"jsonrpc\":\"2.0\",");
+    if let Some(id) = id {
+        s.extend_from_slice(b"\"id\":");
+        s.extend_from_slice(id.to_string().as_bytes());
+        s.push(b',');
+    }
+    s.extend_from_slice(b"\"method\":");
     push_str(&mut s, method);
     if let Some(p) = params {
         s.extend_from_slice(b",\"params\":");
