@@ -157,6 +157,7 @@ pub async fn start(
             client.clone(),
             trust,
         ),
+        authz: crate::controls::authz::Authz::new(&config),
         issuer,
         sessions: SessionStore::new(&config.sessions),
         idempotency: Idempotency::new(&config.idempotency),

@@ -21,7 +21,7 @@ async fn each_listener_serves_its_routes_with_its_own_authentication() {
     let cfg = dir.join("p.toml");
     std::fs::write(
         &cfg,
-        format!(
+        support::with_authz(&format!(
             "data_dir = {:?}\n\
              [auth]\nmethods = [\"bearer\"]\n[[auth.bearer]]\nid = \"svc\"\nsha256 = \"{hash}\"\n\
              [[auth.hmac.clients]]\nid = \"signer\"\nsecret = \"{SECRET}\"\n\
@@ -29,7 +29,7 @@ async fn each_listener_serves_its_routes_with_its_own_authentication() {
              [[upstream]]\nname = \"orders\"\nurl = \"http://{addr}/mcp\"\n\
              [[upstream]]\nname = \"local\"\nurl = \"http://{addr}/mcp\"\nauth = [\"none\"]\n",
             dir.join("data").display().to_string()
-        ),
+        )),
     )
     .unwrap();
     let mut child = Command::new(BIN)

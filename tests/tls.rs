@@ -112,6 +112,11 @@ async fn post_tls(
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
+    let text = if name.ends_with(".toml") {
+        support::with_authz(text)
+    } else {
+        text.to_owned()
+    };
     std::fs::write(&p, text).unwrap();
     p.display().to_string()
 }

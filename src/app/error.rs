@@ -9,11 +9,13 @@ use http::StatusCode;
 
 use crate::audit::AuditUnavailable;
 use crate::controls::authn::{AuthnError, BearerError, HmacError, JwtError};
+use crate::controls::authz::AuthzError;
 use crate::controls::body::BodyError;
 use crate::controls::idempotency::IdempotencyError;
 use crate::controls::mirror::MirrorError;
 use crate::controls::origin::OriginError;
 use crate::controls::session::SessionError;
+use crate::controls::validate::ValidateError;
 use crate::hub::HubError;
 use crate::proto::codes::rpc;
 use crate::proto::json::JsonError;
@@ -63,6 +65,12 @@ pub enum Rejection {
     /// The hub (`/mcp`, stdio routes).
     #[error(transparent)]
     Hub(#[from] HubError),
+    /// Authorization.
+    #[error(transparent)]
+    Authz(#[from] AuthzError),
+    /// Input validation.
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
 }
 
 /// What a rejection looks like on the wire and in the audit trail.
@@ -83,6 +91,9 @@ pub struct Mapping {
     /// Upstream-side failures of a request are answered in-band (HTTP 200 with the JSON-RPC error)
     /// so clients see an error for that request instead of a failed transport.
     pub in_band: bool,
+    /// The gateway refused the request (audit decision `deny`); false for requests it allowed
+    /// that then failed (upstream errors, unknown names).
+    pub deny: bool,
 }
 
 const fn m(
@@ -101,6 +112,7 @@ const fn m(
         control,
         reason,
         in_band: false,
+        deny: true,
     }
 }
 
@@ -118,6 +130,7 @@ const fn upstream(
         control: "upstream",
         reason,
         in_band: true,
+        deny: false,
     }
 }
 
@@ -443,7 +456,54 @@ impl Rejection {
                 ),
             },
             Rejection::Hub(e) => hub(e),
+            Rejection::Authz(e) => authz(e),
+            Rejection::Validate(e) => validate(e),
         }
+    }
+}
+
+/// Authorization refusals. A hidden target answers exactly as one that does not exist (same
+/// status, codes and message as the hub's unknown name), but is audited as a denial.
+fn authz(e: &AuthzError) -> Mapping {
+    let forbidden = |reason| {
+        m(
+            StatusCode::FORBIDDEN,
+            rpc::SERVER_ERROR,
+            McpCode::Unauthorized,
+            "Forbidden",
+            "authz",
+            reason,
+        )
+    };
+    match e {
+        AuthzError::Forbidden(_) => forbidden("no_permission"),
+        AuthzError::NeedsSignature(_) => forbidden("needs_signature"),
+        AuthzError::Hidden { why, .. } => Mapping {
+            status: StatusCode::BAD_REQUEST,
+            rpc: rpc::INVALID_PARAMS,
+            code: McpCode::UnknownTool,
+            message: "Unknown tool, prompt or resource",
+            control: "authz",
+            reason: why.reason(),
+            in_band: true,
+            deny: true,
+        },
+    }
+}
+
+/// Input validation refusals: invalid params, answered in-band (HTTP 200, like the upstream's
+/// own -32602 would be) so that clients report them as the call's error.
+fn validate(e: &ValidateError) -> Mapping {
+    let (code, reason) = e.code_and_reason();
+    Mapping {
+        status: StatusCode::BAD_REQUEST,
+        rpc: rpc::INVALID_PARAMS,
+        code,
+        message: e.client_message(),
+        control: "validate",
+        reason,
+        in_band: true,
+        deny: true,
     }
 }
 
@@ -466,6 +526,7 @@ fn hub(e: &HubError) -> Mapping {
         control: "hub",
         reason,
         in_band: true,
+        deny: false,
     };
     let bad = |rpc, message, reason| m(S::BAD_REQUEST, rpc, C::InvalidArgs, message, "hub", reason);
     match e {
@@ -509,6 +570,8 @@ fn hub(e: &HubError) -> Mapping {
             "hub",
             "method_not_found",
         ),
+        HubError::Authz(e) => authz(e),
+        HubError::Validate(e) => validate(e),
         HubError::Mirror(_) => m(
             S::BAD_REQUEST,
             rpc::HEADER_MISMATCH,

@@ -79,7 +79,13 @@ pub(super) async fn post(
             (s, None)
         }
     };
-    let reply = hub.post(view, env, &s, request_id, headers).await?;
+    let access = crate::controls::authz::Access {
+        authz: &gw.authz,
+        who: principal,
+    };
+    let reply = hub
+        .post(view, env, &s, request_id, headers, &access)
+        .await?;
     let with_session = |mut resp: Response<Body>| {
         if let Some(id) = minted {
             resp.headers_mut().insert(MCP_SESSION_ID, id.to_header());

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod error;
 mod hubroute;
+mod lists;
 mod ops;
 pub use ops::LATENCY_BUCKETS;
 pub mod pipeline;
@@ -41,6 +42,8 @@ pub struct Gateway {
     pub origins: Vec<OriginGuard>,
     /// Authentication.
     pub authn: Authenticator,
+    /// Authorization rules.
+    pub authz: crate::controls::authz::Authz,
     /// Downstream sessions.
     pub sessions: SessionStore,
     /// Stored answers for `Idempotency-Key`.

@@ -2,9 +2,14 @@
 //!
 //! ```text
 //! request ─▶ audit slot ─▶ route ─▶ origin/host ─▶ authenticate ─▶ body+envelope ─▶ mirror
-//!         ─▶ session
-//!         ─▶ [authorize · admit · validate: later issues] ─▶ upstream ─▶ response checks ─▶ audit
+//!         ─▶ session ─▶ validate (keys, tool name) ─▶ authorize + validate arguments
+//!         ─▶ [admit: later issue] ─▶ idempotency ─▶ upstream ─▶ response checks ─▶ audit
 //! ```
+//! Validation of the message's shape runs before authorization because it is cheaper and
+//! needs no target; authorization and argument validation need the target, which a proxied
+//! route knows here and the hub knows once it has resolved a namespaced name or a URI (it then
+//! applies the same rules through [`Access`]). Idempotency runs after both, so a stored answer
+//! is never replayed to a caller who may no longer make the request.
 //! Each step takes what the previous one produced (`Principal`, `Envelope`, `SessionCtx`), so
 //! the order is enforced by the types. Every rejection is a control's own error, mapped once in
 //! [`super::error`], and every request — allowed or denied — ends in exactly one audit record.
@@ -20,12 +25,13 @@ use hyper::body::Incoming;
 use super::body::{self, Body};
 use super::error::Rejection;
 use super::trace::Trace;
-use super::{ops, wellknown, Conn, Shared};
+use super::{lists, ops, wellknown, Conn, Shared};
 use crate::audit::Decision;
 use crate::controls::authn::Principal;
+use crate::controls::authz::Access;
 use crate::controls::idempotency::{Claim, Stored};
 use crate::controls::session::{Binding, SessionError};
-use crate::controls::{body as request_body, mirror, session};
+use crate::controls::{body as request_body, mirror, session, validate};
 use crate::hub::StreamEnd;
 use crate::issuer::Endpoint;
 use crate::proto::{codes, Envelope, Id, Kind};
@@ -228,10 +234,10 @@ pub async fn handle(
             let m = rej.mapping();
             // Details go to the log and the audit record, never to the client.
             tracing::info!(target: "palisade::deny", request_id, control = m.control, reason = m.reason, detail = %rej, "request refused");
-            let decision = if m.in_band {
-                Decision::Allow
-            } else {
+            let decision = if m.deny {
                 Decision::Deny
+            } else {
+                Decision::Allow
             };
             slot.write(trace.finish(
                 decision,
@@ -364,7 +370,20 @@ async fn mcp(
             }
             // 8. Session: the caller's own session on this route, or a new one on initialize.
             let session = post_session(gw, &parts.headers, &env, &principal, route, modern)?;
-            // 9. [authorize, admit, validate slot in here: they take &Principal and &Envelope.]
+            // 9. Validate and authorize. Every message: no prototype-changing key anywhere, a
+            //    well-formed tool name. A proxied route knows its upstream, so its method and
+            //    target are authorized here and a call's arguments checked against the tool's
+            //    schema; a hub route resolves the target first (namespaced names, resource
+            //    URIs) and decides in the hub with the same rules (`Access`).
+            //    [admit (rate limits, concurrency) slots in here.]
+            validate::message(&env)?;
+            let access = Access {
+                authz: &gw.authz,
+                who: &principal,
+            };
+            if gw.hub.view(route).is_none() && env.kind() == Kind::Request {
+                authorize_proxied(gw, &access, route, &env).await?;
+            }
             // 10. Idempotency: a repeated key answers from the store, never calling the upstream
             //     twice; the same key with another request is refused.
             let keyed = parts.headers.contains_key("idempotency-key");
@@ -414,8 +433,12 @@ async fn mcp(
                     )
                     .await?;
                 // 12. Response checks: exactly one response per id; our session id replaces
-                //     theirs.
-                post_response(gw, resp, &env, session, &principal, route).await?
+                //     theirs; lists show only what the caller may see.
+                let out = post_response(gw, resp, &env, session, &principal, route).await?;
+                match env.method().and_then(lists::member_of) {
+                    Some(member) => lists::filter(gw, out, member, &access, route).await?,
+                    None => out,
+                }
             };
             match claim {
                 Some(claim) => remember(gw, claim, outcome, request_id, now).await,
@@ -483,6 +506,25 @@ async fn mcp(
         }
         _ => Err(Rejection::MethodNotAllowed),
     }
+}
+
+/// Step 9 on a proxied route: the method and its target, then a call's arguments.
+async fn authorize_proxied(
+    gw: &Shared,
+    access: &Access<'_>,
+    route: usize,
+    env: &Envelope,
+) -> Result<(), Rejection> {
+    let method = env.method().unwrap_or_default();
+    let named = crate::hub::target_name(method, env, None);
+    if method == "tools/call" && named.is_none() {
+        return Err(validate::ValidateError::ToolName(String::new()).into());
+    }
+    access.check(method, Some(route), named.as_ref().map(|(k, n)| k.item(n)))?;
+    if let (Some((_, name)), "tools/call") = (&named, method) {
+        gw.hub.validate_proxied_call(route, name, env).await?;
+    }
+    Ok(())
 }
 
 /// The stored answer to a repeated `Idempotency-Key`.
@@ -761,6 +803,9 @@ pub(crate) fn reject(rej: &Rejection, id: Option<&Id>, request_id: &str) -> (Res
     let text = match rej {
         Rejection::Hub(crate::hub::HubError::UnsupportedVersion(v)) => {
             crate::hub::era::unsupported_version_body(id, v, request_id)
+        }
+        Rejection::Validate(e) | Rejection::Hub(crate::hub::HubError::Validate(e)) => {
+            codes::error_body_at(id, m.rpc, m.message, m.code, request_id, e.path())
         }
         _ => codes::error_body(id, m.rpc, m.message, m.code, request_id),
     };

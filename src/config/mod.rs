@@ -3,6 +3,7 @@
 //! reported together, with its key and why; nothing else in the gateway reads configuration.
 
 mod auth;
+mod authz;
 mod hub;
 mod issuer;
 mod jwt;
@@ -14,6 +15,7 @@ pub use auth::{
     AuthConfig, BearerToken, Canonical, Combo, Grant, HmacClient, HmacConfig, Method, OAuthConfig,
     Secret,
 };
+pub use authz::{AuthzConfig, RoleGrants, ToolMeta};
 pub use hub::{
     HubConfig, Isolation, Landlock, RawSandbox, SandboxConfig, StdioLimits, StdioTarget,
     UpstreamProtocol,

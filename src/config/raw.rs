@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub auth: RawAuth,
     /// The built-in token issuer (`/oauth/token`, `/auth/login`).
     pub issuer: Option<RawIssuer>,
+    /// Authorization: roles and their permissions. Required once any route authenticates.
+    pub authz: Option<super::authz::RawAuthz>,
     /// Replaying stored responses for a repeated `Idempotency-Key`.
     #[serde(default)]
     pub idempotency: RawIdempotency,
@@ -430,6 +432,12 @@ pub struct RawUpstream {
     pub required_scopes: Option<Vec<String>>,
     /// The gateway's own OAuth credential for this upstream (client_credentials grant).
     pub oauth: Option<RawUpstreamOAuth>,
+    /// Only principals holding one of these roles may use this upstream (seed 004's
+    /// server-specific rule); default: no restriction beyond permissions.
+    pub roles: Option<Vec<String>>,
+    /// Per-tool metadata: roles, security level, HMAC requirement, timeout.
+    #[serde(default)]
+    pub tools: Vec<super::authz::RawTool>,
 }
 
 /// `[upstream.oauth]`: the gateway obtains, caches and refreshes its own access token for the

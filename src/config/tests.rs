@@ -98,7 +98,7 @@ fn duplicate_names_and_missing_upstreams() {
 
 const UP: &str = "[[upstream]]\nname=\"a\"\nurl=\"http://h/\"\n";
 const TOKEN: &str =
-    "[[auth.bearer]]\nid = \"alice\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+    "[[auth.bearer]]\nid = \"alice\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n[authz]\n";
 
 #[test]
 fn auth_mistakes_fail_closed_and_are_reported_together() {
@@ -117,6 +117,8 @@ fn auth_mistakes_fail_closed_and_are_reported_together() {
             "auth.hmac.clients[0].canonical: must be \"v1\" or \"v2\", got \"v3\"",
             "auth.methods: uses \"bearer\" but no [[auth.bearer]] token is configured",
             "auth.methods: uses \"hmac\" but no [[auth.hmac.clients]] is configured",
+            "authz: routes authenticate but there is no [authz]: nobody would be allowed anything. \
+             Add [authz] with roles (see README, Authorization)",
         ]
     );
 }

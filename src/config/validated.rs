@@ -54,6 +54,8 @@ pub struct Config {
     pub hub: super::HubConfig,
     /// Limits of stdio children.
     pub stdio: super::StdioLimits,
+    /// Roles and permissions.
+    pub authz: super::AuthzConfig,
 }
 
 /// `[limits]`, validated.
@@ -163,6 +165,10 @@ pub struct UpstreamConfig {
     pub in_hub: bool,
     /// The era the hub speaks to it.
     pub protocol: super::UpstreamProtocol,
+    /// Roles allowed to use it (`None`: no restriction beyond permissions).
+    pub roles: Option<Vec<String>>,
+    /// Per-tool metadata.
+    pub tools: Vec<super::ToolMeta>,
 }
 
 /// `[upstream.oauth]`, validated.
@@ -544,6 +550,19 @@ impl Config {
                 ),
             );
         }
+        let authz_given = raw.authz.is_some();
+        let authz = super::authz::authz(raw.authz, &mut e);
+        let authenticates = listeners
+            .iter()
+            .flat_map(|l| l.routes.iter().flatten().flatten())
+            .any(|c| !c.has(super::Method::None));
+        if authenticates && !authz_given {
+            e.push(
+                "authz",
+                "routes authenticate but there is no [authz]: nobody would be allowed anything. \
+                 Add [authz] with roles (see README, Authorization)",
+            );
+        }
         if upstreams.is_empty() && e.0.is_empty() {
             e.push("upstream", "at least one [[upstream]] is required");
         }
@@ -567,6 +586,7 @@ impl Config {
             upstreams,
             hub,
             stdio,
+            authz,
         })
     }
 }
@@ -768,6 +788,7 @@ fn upstream(
         (None, Some(o)) => o.required_scopes.clone(),
         (None, None) => Vec::new(),
     };
+    let tools = super::authz::tools(&p, u.tools, e);
     if e.0.len() != before {
         return None;
     }
@@ -784,5 +805,7 @@ fn upstream(
         isolation,
         in_hub: u.hub.unwrap_or(true),
         protocol,
+        roles: u.roles,
+        tools,
     })
 }

@@ -2,8 +2,10 @@
 //! error type and its tests; none reaches into another's state. `app::pipeline` calls them.
 
 pub mod authn;
+pub mod authz;
 pub mod body;
 pub mod idempotency;
 pub mod mirror;
 pub mod origin;
 pub mod session;
+pub mod validate;

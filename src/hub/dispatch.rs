@@ -16,6 +16,8 @@ use super::relay::{Call, ParkSpot, Relay};
 use super::session::{HubSession, Waiter};
 use super::wire::{self, ParamEdits};
 use super::{era, mrtr, names, pages, rounds, Hub, HubError, View};
+use crate::controls::authz::{Access, Item};
+use crate::controls::validate::{self, ValidateError};
 use crate::proto::{codes, Envelope, Id, Kind};
 
 /// The hub's answer to one POST.
@@ -64,6 +66,7 @@ impl Hub {
         s: &Arc<HubSession>,
         request_id: &str,
         headers: &http::HeaderMap,
+        access: &Access<'_>,
     ) -> Result<Reply, HubError> {
         match env.kind() {
             Kind::Response => self.answer(env, s).await,
@@ -71,7 +74,10 @@ impl Hub {
                 self.notification(view, env, s).await;
                 Ok(Reply::Accepted)
             }
-            Kind::Request => self.request(view, env, s, request_id, headers).await,
+            Kind::Request => {
+                self.request(view, env, s, request_id, headers, access)
+                    .await
+            }
         }
     }
 
@@ -90,6 +96,7 @@ impl Hub {
         s: &Arc<HubSession>,
         request_id: &str,
         headers: &http::HeaderMap,
+        access: &Access<'_>,
     ) -> Result<Reply, HubError> {
         let id = env.id().ok_or(HubError::InvalidParams("id"))?;
         let method = env.method().unwrap_or_default();
@@ -109,6 +116,7 @@ impl Hub {
                 result(&era::discover_result(era::capabilities(&refs)))
             }
             "logging/setLevel" if !modern => {
+                access.check(method, None, None)?;
                 for (_, c) in self.connect_all(view, s).await {
                     // 2026-07-28 has no `logging/setLevel` (log level is asked per request).
                     if c.offers("logging") && !c.is_modern() {
@@ -120,10 +128,19 @@ impl Hub {
             m => {
                 if let Some(kind) = list_kind(m) {
                     let cursor = env.params().and_then(|p| wire::member(p, "cursor"));
-                    let merged = self.merged(view, kind, s).await;
+                    let merged = self.merged(view, kind, s, access).await?;
                     return result(&pages::page(kind.member(), merged, cursor, self.page_size)?);
                 }
                 let (u, edits) = self.route(view, m, env, s).await?;
+                // The target is known: authorize it, then check a call's arguments against
+                // the tool's own schema, before anything reaches the upstream.
+                let named = target_name(m, env, edits.as_deref());
+                access.check(m, Some(u), named.as_ref().map(|(k, n)| k.item(n)))?;
+                if m == "tools/call" {
+                    let name = named.as_ref().map_or("", |(_, n)| n);
+                    let tools = self.conn(u, s).await?.list(ListKind::Tools).await?;
+                    self.validate_call(u, &tools, name, env)?;
+                }
                 if modern && m == "tools/call" {
                     self.check_param_headers(u, edits.as_deref(), env, s, headers)
                         .await?;
@@ -190,13 +207,31 @@ impl Hub {
     }
 
     /// The merged list of `kind`, namespaced on `/mcp`, with each item's key (its name or URI).
+    /// Only upstreams the caller may list, and only items it may see, are in it; a caller who
+    /// may list none of them is refused.
     async fn merged(
         &self,
         view: View,
         kind: ListKind,
         s: &Arc<HubSession>,
-    ) -> Vec<(String, Value)> {
-        let conns = self.connect_all(view, s).await;
+        access: &Access<'_>,
+    ) -> Result<Vec<(String, Value)>, HubError> {
+        let mut refused = None;
+        let conns: Vec<_> = self
+            .connect_all(view, s)
+            .await
+            .into_iter()
+            .filter(|(u, _)| match access.check(kind.method(), Some(*u), None) {
+                Ok(()) => true,
+                Err(e) => {
+                    refused.get_or_insert(e);
+                    false
+                }
+            })
+            .collect();
+        if let (Some(e), true) = (refused, conns.is_empty()) {
+            return Err(e.into());
+        }
         let lists = futures_util::future::join_all(conns.iter().map(|(_, c)| c.list(kind))).await;
         let mut items = Vec::new();
         let mut seen = HashSet::new();
@@ -209,7 +244,7 @@ impl Hub {
                     continue;
                 }
             };
-            for item in list.iter() {
+            for item in list.iter().filter(|i| visible(access, *u, kind, i)) {
                 let mut item = item.clone();
                 let key = match kind {
                     ListKind::Tools | ListKind::Prompts => {
@@ -247,7 +282,24 @@ impl Hub {
                 items.push((key, item));
             }
         }
-        items
+        Ok(items)
+    }
+
+    /// Checks a call's arguments against the tool's `inputSchema` from `tools` (the upstream's
+    /// list as this caller's upstream session sees it). A tool missing from the list is
+    /// unknown: nothing reaches the upstream.
+    pub(super) fn validate_call(
+        &self,
+        u: usize,
+        tools: &[Value],
+        name: &str,
+        env: &Envelope,
+    ) -> Result<(), HubError> {
+        let tool = validate::find_tool(tools, name)
+            .ok_or_else(|| ValidateError::UnknownTool(name.to_owned()))?;
+        let args = env.params().and_then(|p| wire::member(p, "arguments"));
+        self.schemas.check(u, tool, args)?;
+        Ok(())
     }
 
     /// Which upstream a request goes to, and how its params change on the way.
@@ -747,6 +799,60 @@ pub(super) async fn refuse_request(conn: &Conn, env: &Envelope) {
         );
         let _ = conn.post(wire::response_raw_id(&id, "error", &err)).await;
     }
+}
+
+/// What a routed request names, by its upstream's own name for it.
+pub enum Named {
+    /// A tool.
+    Tool,
+    /// A prompt.
+    Prompt,
+    /// A resource.
+    Resource,
+}
+
+impl Named {
+    /// The item to authorize.
+    pub fn item<'a>(&self, name: &'a str) -> Item<'a> {
+        match self {
+            Named::Tool => Item::Tool(name),
+            Named::Prompt => Item::Prompt(name),
+            Named::Resource => Item::Resource(name),
+        }
+    }
+}
+
+/// The tool, prompt or resource a request names (`original`: the name without the hub's
+/// namespace, when it had one).
+pub fn target_name<'a>(
+    method: &str,
+    env: &'a Envelope,
+    original: Option<&'a str>,
+) -> Option<(Named, std::borrow::Cow<'a, str>)> {
+    let kind = match method {
+        "tools/call" => Named::Tool,
+        "prompts/get" => Named::Prompt,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            return env.param_str("uri").map(|u| (Named::Resource, u))
+        }
+        _ => return None,
+    };
+    match original {
+        Some(o) => Some((kind, std::borrow::Cow::Borrowed(o))),
+        None => env.param_str("name").map(|n| (kind, n)),
+    }
+}
+
+/// Whether a listed item is shown to the caller.
+fn visible(access: &Access<'_>, u: usize, kind: ListKind, item: &Value) -> bool {
+    let text = |k| item.get(k).and_then(Value::as_str).unwrap_or_default();
+    let it = match kind {
+        ListKind::Tools => Item::Tool(text("name")),
+        ListKind::Prompts => Item::Prompt(text("name")),
+        ListKind::Resources => Item::Resource(text("uri")),
+        ListKind::Templates => Item::Resource(text("uriTemplate")),
+    };
+    access.visible(u, it)
 }
 
 pub(super) fn capability_for(method: &str) -> Option<&'static str> {

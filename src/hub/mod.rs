@@ -23,7 +23,7 @@ pub mod session;
 pub mod stdio;
 pub mod wire;
 
-pub use dispatch::{Reply, StreamEnd};
+pub use dispatch::{target_name, Named, Reply, StreamEnd};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -97,6 +97,12 @@ pub enum HubError {
     /// The sandbox the config demands could not be applied.
     #[error("sandbox: {0}")]
     Sandbox(String),
+    /// Authorization refused the routed request.
+    #[error(transparent)]
+    Authz(#[from] crate::controls::authz::AuthzError),
+    /// Input validation refused the routed request.
+    #[error(transparent)]
+    Validate(#[from] crate::controls::validate::ValidateError),
 }
 
 impl From<UpstreamError> for HubError {
@@ -155,6 +161,8 @@ pub struct Hub {
     http_idle: Duration,
     bounds: Bounds,
     page_size: usize,
+    /// Compiled tool input schemas, per upstream.
+    schemas: crate::controls::validate::Schemas,
     /// Route index of `/mcp`.
     pub route: usize,
 }
@@ -202,6 +210,7 @@ impl Hub {
                 max_depth: config.limits.max_json_depth,
             },
             page_size: config.hub.page_size,
+            schemas: crate::controls::validate::Schemas::new(config.upstreams.len()),
             route: config.upstreams.len(),
         }
     }
@@ -321,6 +330,20 @@ impl Hub {
             out.push((u.name.clone(), state));
         }
         out
+    }
+
+    /// Checks a call to `name` on a proxied (byte-forwarding) route against the tool's schema,
+    /// from the list upstream `u` gives the gateway's own upstream session (kept fresh by its
+    /// `list_changed` notifications).
+    pub async fn validate_proxied_call(
+        &self,
+        u: usize,
+        name: &str,
+        env: &Envelope,
+    ) -> Result<(), HubError> {
+        let conn = self.conn_for(u, Owner::Shared, b"{}").await?;
+        let tools = conn.list(conn::ListKind::Tools).await?;
+        self.validate_call(u, &tools, name, env)
     }
 
     /// The upstream session of `u` for this downstream session, started if needed.

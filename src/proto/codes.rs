@@ -89,6 +89,19 @@ pub fn error_body(
     code: McpCode,
     request_id: &str,
 ) -> String {
+    error_body_at(id, rpc_code, message, code, request_id, None)
+}
+
+/// [`error_body`] with `data.path`: the JSON pointer, in the client's own arguments, of what
+/// failed validation.
+pub fn error_body_at(
+    id: Option<&Id>,
+    rpc_code: i64,
+    message: &str,
+    code: McpCode,
+    request_id: &str,
+    path: Option<&str>,
+) -> String {
     let mut s = String::with_capacity(160);
     s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
     match id {
@@ -103,6 +116,10 @@ pub fn error_body(
         code.as_str()
     );
     push_json_str(&mut s, request_id);
+    if let Some(p) = path {
+        s.push_str(",\"path\":");
+        push_json_str(&mut s, p);
+    }
     s.push_str("}}}");
     s
 }

@@ -105,6 +105,7 @@ pub struct Envelope {
     params: Option<Range<usize>>,
     result: Option<Range<usize>>,
     has_error: bool,
+    prototype_key: Option<usize>,
 }
 
 /// Methods named often enough that we avoid allocating for them.
@@ -139,7 +140,7 @@ impl Envelope {
         let mut params = None;
         let mut result = None;
         let mut error = None;
-        json::scan(&bytes, max_depth, |key, span| {
+        let prototype_key = json::scan_noting(&bytes, max_depth, |key, span| {
             match key {
                 "jsonrpc" => jsonrpc = Some(span),
                 "id" => id = Some(span),
@@ -185,6 +186,7 @@ impl Envelope {
             _ => return Err(EnvelopeError::Unclassifiable),
         };
         Ok(Envelope {
+            prototype_key,
             has_error: error.is_some(),
             bytes,
             kind,
@@ -193,6 +195,12 @@ impl Envelope {
             params,
             result,
         })
+    }
+
+    /// Byte offset of the first key, anywhere in the message, that changes a JavaScript
+    /// object's prototype (`__proto__`, `constructor`, `prototype`).
+    pub fn prototype_key(&self) -> Option<usize> {
+        self.prototype_key
     }
 
     /// The original bytes, exactly as received.

@@ -48,14 +48,29 @@ const PAIRWISE_MAX: usize = 16;
 pub fn scan(
     bytes: &[u8],
     max_depth: usize,
-    mut on_member: impl FnMut(&str, Range<usize>) -> Result<(), JsonError>,
+    on_member: impl FnMut(&str, Range<usize>) -> Result<(), JsonError>,
 ) -> Result<(), JsonError> {
+    scan_noting(bytes, max_depth, on_member).map(|_| ())
+}
+
+/// Keys that change an object's prototype in JavaScript servers (prototype pollution).
+pub const PROTOTYPE_KEYS: [&str; 3] = ["__proto__", "constructor", "prototype"];
+
+/// [`scan`], also returning the byte offset of the first key, at any depth, that is one of
+/// [`PROTOTYPE_KEYS`] once unescaped (so `"\u005f_proto__"` counts). Costs nothing extra: the
+/// scanner decodes every key anyway for its uniqueness checks.
+pub fn scan_noting(
+    bytes: &[u8],
+    max_depth: usize,
+    mut on_member: impl FnMut(&str, Range<usize>) -> Result<(), JsonError>,
+) -> Result<Option<usize>, JsonError> {
     std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
     let mut s = Scanner {
         b: bytes,
         i: 0,
         max_depth,
         keys: Vec::new(),
+        prototype_key: None,
     };
     s.ws();
     match s.peek() {
@@ -69,7 +84,7 @@ pub fn scan(
     if s.i != bytes.len() {
         return Err(JsonError::Syntax(s.i));
     }
-    Ok(())
+    Ok(s.prototype_key)
 }
 
 /// Validates any JSON value (used on already-extracted spans, e.g. to check a value's grammar).
@@ -80,6 +95,7 @@ pub fn validate_value(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
         i: 0,
         max_depth,
         keys: Vec::new(),
+        prototype_key: None,
     };
     s.ws();
     s.value(0)?;
@@ -144,6 +160,8 @@ struct Scanner<'a> {
     max_depth: usize,
     /// Keys of every object currently open, innermost last; reused across objects.
     keys: Vec<Cow<'a, str>>,
+    /// Offset of the first prototype-changing key seen.
+    prototype_key: Option<usize>,
 }
 
 type MemberFn<'f> = &'f mut dyn FnMut(&str, Range<usize>) -> Result<(), JsonError>;
@@ -357,6 +375,12 @@ impl<'a> Scanner<'a> {
                 )
             };
             self.check_key(base, &key, &mut folded, at)?;
+            if self.prototype_key.is_none()
+                && matches!(key.len(), 9 | 11)
+                && PROTOTYPE_KEYS.contains(&key.as_ref())
+            {
+                self.prototype_key = Some(at);
+            }
             self.ws();
             self.expect(b':')?;
             self.ws();

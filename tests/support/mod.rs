@@ -63,6 +63,25 @@ pub struct Gateway {
     pub dir: PathBuf,
 }
 
+/// Authorization for tests about something else (authentication, transport, the hub): every
+/// role those tests' credentials carry, and principals without roles, may do everything.
+/// Authorization itself is tested with real rules (`tests/authz.rs`).
+pub const ALLOW_ALL: &str = "\n[authz]\ndefault_role = \"any\"\n\
+    [authz.roles.any]\npermissions = [\"*\"]\n\
+    [authz.roles.trader]\ninherits = [\"any\"]\n\
+    [authz.roles.admin]\ninherits = [\"any\"]\n\
+    [authz.roles.user]\ninherits = [\"any\"]\n\
+    [authz.roles.position_manager]\ninherits = [\"any\"]\n";
+
+/// `config` with [`ALLOW_ALL`] appended when it authenticates and has no `[authz]` of its own.
+pub fn with_authz(config: &str) -> String {
+    if config.contains("[auth") && !config.contains("[authz") {
+        format!("{config}{ALLOW_ALL}")
+    } else {
+        config.to_owned()
+    }
+}
+
 impl Gateway {
     pub fn start(name: &str, config: &str) -> Gateway {
         let dir = tmpdir(name);
@@ -70,8 +89,9 @@ impl Gateway {
         std::fs::write(
             &path,
             format!(
-                "data_dir = {:?}\n{config}",
-                dir.join("data").display().to_string()
+                "data_dir = {:?}\n{}",
+                dir.join("data").display().to_string(),
+                with_authz(config)
             ),
         )
         .unwrap();
@@ -184,6 +204,42 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
     send(Method::POST, url, &h, body.to_owned()).await
 }
 
+const CATALOGUE: &str = "gateway-catalogue-session";
+
+/// The scripted upstream's `tools/list` answer: any arguments, except `echo` (a string `text`)
+/// and `broken` (a schema that does not compile).
+fn scripted_tools(id: &serde_json::Value) -> serde_json::Value {
+    let tools: Vec<_> = SCRIPTED_TOOLS
+        .iter()
+        .map(|n| match *n {
+            "echo" => serde_json::json!({"name": n, "inputSchema": {"type": "object",
+                "properties": {"text": {"type": "string"}}, "required": ["text"]}}),
+            "broken" => serde_json::json!({"name": n, "inputSchema": {"type": 12}}),
+            _ => serde_json::json!({"name": n, "inputSchema": {"type": "object"}}),
+        })
+        .collect();
+    serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"tools":tools}})
+}
+
+/// Every tool name the scripted upstream reacts to, as it lists them (any arguments).
+const SCRIPTED_TOOLS: &[&str] = &[
+    "twice",
+    "both",
+    "both_sse",
+    "die",
+    "wrong_id",
+    "http400",
+    "headers",
+    "echo",
+    "slow",
+    "x",
+    "a",
+    "place_order",
+    "cancel_order",
+    "get_quote",
+    "broken",
+];
+
 pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"0"}}}"#;
 
 /// A scripted upstream: counts every request it sees and misbehaves on demand, by tool name.
@@ -221,10 +277,47 @@ impl Scripted {
         self.seen.load(Ordering::SeqCst)
     }
 
+    fn catalogue(&self, parts: &http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
+        let msg: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let reply = |v: serde_json::Value| {
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("mcp-session-id", CATALOGUE)
+                .body(Full::new(Bytes::from(v.to_string())))
+                .unwrap()
+        };
+        let id = msg["id"].clone();
+        match msg["method"].as_str() {
+            _ if parts.method != Method::POST => Response::builder()
+                .status(405)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+            Some("initialize") => reply(
+                serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"scripted","version":"0"}}}),
+            ),
+            Some("tools/list") => reply(scripted_tools(&id)),
+            _ => Response::builder()
+                .status(202)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        }
+    }
+
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-        self.seen.fetch_add(1, Ordering::SeqCst);
         let (parts, body) = req.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
+        // The gateway's own session (it lists the tools to validate calls on a proxied route)
+        // gets its own id and is not counted: `count` is what clients' requests caused.
+        let catalogue = parts
+            .headers
+            .get("mcp-session-id")
+            .is_some_and(|v| v == CATALOGUE)
+            || serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|m| m["params"]["clientInfo"]["name"] == "palisade");
+        if catalogue {
+            return self.catalogue(&parts, &body);
+        }
+        self.seen.fetch_add(1, Ordering::SeqCst);
         self.bodies
             .lock()
             .unwrap()
@@ -259,6 +352,7 @@ impl Scripted {
                 Some("upstream-secret-session"),
             ),
             (None, _) | (Some(_), _) if msg.get("id").is_none() => Response::builder().status(202).body(Full::new(Bytes::new())).unwrap(),
+            (Some("tools/list"), _) => json(200, scripted_tools(&id), None),
             (Some("tools/call"), Some("twice")) => sse(format!(
                 "id: p1\ndata:\n\nretry: 1000\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"n\":1}}}}\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"n\":2}}}}\n\n"
             )),

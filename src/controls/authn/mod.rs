@@ -436,6 +436,27 @@ impl Authenticator {
             method: "none",
         }
     }
+
+    /// An authenticated principal (`method`, e.g. `bearer` or `bearer+hmac`) with these roles
+    /// and `permissions` claim.
+    pub(crate) fn test_principal_as(
+        id: &str,
+        method: &'static str,
+        roles: &[&str],
+        permissions: &[&str],
+    ) -> Principal {
+        let arcs = |v: &[&str]| v.iter().map(|r| Arc::from(*r)).collect::<Vec<_>>().into();
+        Principal {
+            grant: Grant {
+                id: Arc::from(id),
+                roles: arcs(roles),
+                scopes: Arc::from([]),
+                permissions: arcs(permissions),
+            },
+            client_ip: IpAddr::from([127, 0, 0, 1]),
+            method,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ fn route(methods: &[&str]) -> UpstreamConfig {
         isolation: crate::config::Isolation::PerPrincipal,
         in_hub: true,
         protocol: crate::config::UpstreamProtocol::Auto,
+        roles: None,
+        tools: vec![],
     }
 }
 

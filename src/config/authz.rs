@@ -1,0 +1,202 @@
+//! Authorization (`[authz]`) and per-tool metadata (`[[upstream.tools]]`): raw keys and their
+//! validated forms. The decisions themselves are in `controls::authz`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::validated::Errors;
+use crate::controls::authz::grammar;
+
+/// `[authz]`: roles and their permissions.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthz {
+    /// The role of authenticated principals whose credential names no role (seed 004
+    /// `defaultRole`).
+    pub default_role: Option<String>,
+    /// The role of the anonymous principal of no-auth (loopback development) routes; without it
+    /// the anonymous principal may do nothing once `[authz]` exists.
+    pub anonymous_role: Option<String>,
+    /// Tools whose `security_level` is above this need the `system:admin` permission
+    /// (default 2, as seed 003's policy).
+    pub admin_above_level: Option<u8>,
+    /// Roles by name.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawRole>,
+}
+
+/// `[authz.roles.NAME]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    /// Permissions granted: `resource:action[:scope[:item]]`, `*` for a whole segment or at the
+    /// end of one (`get_*`); fewer segments cover everything below them.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Permissions refused even when another role grants them (deny wins).
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Roles whose permissions and denials this one includes.
+    #[serde(default)]
+    pub inherits: Vec<String>,
+}
+
+/// `[[upstream.tools]]`: what the gateway knows about one tool beyond its definition.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTool {
+    /// The tool's name as the upstream lists it.
+    pub name: Option<String>,
+    /// Only principals holding one of these roles see and call it (seed 000: orders only for
+    /// `position_manager`).
+    pub roles: Option<Vec<String>>,
+    /// Seed 003's security level (0-10); above `authz.admin_above_level` it needs
+    /// `system:admin`.
+    pub security_level: Option<u8>,
+    /// Calls must also carry a valid HMAC signature (seed 000), whatever else authenticated them.
+    pub sensitive: Option<bool>,
+    /// Seconds a call may take (1-300); default the upstream's `timeout_secs`.
+    pub timeout_secs: Option<u64>,
+}
+
+/// `[authz]`, validated: every role flattened (its inherited permissions included).
+#[derive(Debug, Clone, Default)]
+pub struct AuthzConfig {
+    /// False when the file has no `[authz]` (only allowed when no route authenticates).
+    pub configured: bool,
+    /// Role → (granted, denied) permissions, inheritance resolved.
+    pub roles: HashMap<String, RoleGrants>,
+    /// `default_role`.
+    pub default_role: Option<String>,
+    /// `anonymous_role`.
+    pub anonymous_role: Option<String>,
+    /// `admin_above_level`.
+    pub admin_above_level: u8,
+}
+
+/// One role's permissions, inheritance resolved.
+#[derive(Debug, Clone, Default)]
+pub struct RoleGrants {
+    /// Granted.
+    pub allow: Vec<String>,
+    /// Refused.
+    pub deny: Vec<String>,
+}
+
+/// `[[upstream.tools]]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct ToolMeta {
+    /// Tool name.
+    pub name: String,
+    /// Roles allowed to see and call it (`None`: no restriction beyond permissions).
+    pub roles: Option<Vec<String>>,
+    /// Security level (0 when unset).
+    pub security_level: u8,
+    /// Needs an HMAC signature.
+    pub sensitive: bool,
+    /// Call timeout.
+    pub timeout: Option<Duration>,
+}
+
+pub(super) fn authz(raw: Option<RawAuthz>, e: &mut Errors) -> AuthzConfig {
+    let Some(raw) = raw else {
+        return AuthzConfig {
+            admin_above_level: 2,
+            ..AuthzConfig::default()
+        };
+    };
+    for (name, r) in &raw.roles {
+        for (list, perms) in [("permissions", &r.permissions), ("deny", &r.deny)] {
+            for (i, p) in perms.iter().enumerate() {
+                if let Err(why) = grammar::check(p) {
+                    e.push(format!("authz.roles.{name}.{list}[{i}]"), why);
+                }
+            }
+        }
+        for (i, parent) in r.inherits.iter().enumerate() {
+            if !raw.roles.contains_key(parent) {
+                e.push(
+                    format!("authz.roles.{name}.inherits[{i}]"),
+                    format!("no role {parent:?} in [authz.roles]"),
+                );
+            }
+        }
+    }
+    for (key, role) in [
+        ("authz.default_role", &raw.default_role),
+        ("authz.anonymous_role", &raw.anonymous_role),
+    ] {
+        if let Some(r) = role {
+            if !raw.roles.contains_key(r) {
+                e.push(key, format!("no role {r:?} in [authz.roles]"));
+            }
+        }
+    }
+    let roles = raw
+        .roles
+        .keys()
+        .map(|name| (name.clone(), flatten(name, &raw.roles)))
+        .collect();
+    AuthzConfig {
+        configured: true,
+        roles,
+        default_role: raw.default_role,
+        anonymous_role: raw.anonymous_role,
+        admin_above_level: raw.admin_above_level.unwrap_or(2),
+    }
+}
+
+/// A role's own permissions and every inherited one's (cycles stop at the first repeat).
+fn flatten(name: &str, all: &BTreeMap<String, RawRole>) -> RoleGrants {
+    let mut out = RoleGrants::default();
+    let mut seen = vec![name];
+    let mut todo = vec![name];
+    while let Some(n) = todo.pop() {
+        let Some(r) = all.get(n) else { continue };
+        out.allow.extend(r.permissions.iter().cloned());
+        out.deny.extend(r.deny.iter().cloned());
+        for p in &r.inherits {
+            if !seen.contains(&p.as_str()) {
+                seen.push(p);
+                todo.push(p);
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn tools(p: &str, raw: Vec<RawTool>, e: &mut Errors) -> Vec<ToolMeta> {
+    let mut out: Vec<ToolMeta> = Vec::with_capacity(raw.len());
+    for (i, t) in raw.into_iter().enumerate() {
+        let key = format!("{p}.tools[{i}]");
+        let Some(name) = t.name.filter(|n| !n.is_empty()) else {
+            e.push(format!("{key}.name"), "required");
+            continue;
+        };
+        if out.iter().any(|o| o.name == name) {
+            e.push(format!("{key}.name"), format!("duplicate tool {name:?}"));
+            continue;
+        }
+        let security_level = t.security_level.unwrap_or(0);
+        if security_level > 10 {
+            e.push(format!("{key}.security_level"), "must be 0-10");
+        }
+        let timeout = t.timeout_secs.map(|s| {
+            if !(1..=300).contains(&s) {
+                e.push(format!("{key}.timeout_secs"), "must be 1-300");
+            }
+            Duration::from_secs(s)
+        });
+        out.push(ToolMeta {
+            name,
+            roles: t.roles,
+            security_level,
+            sensitive: t.sensitive.unwrap_or(false),
+            timeout,
+        });
+    }
+    out
+}

@@ -1,0 +1,112 @@
+//! Tool input schemas, compiled once per definition and shared.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use jsonschema::Validator;
+use serde_json::Value;
+
+use super::ValidateError;
+
+struct Compiled {
+    /// The schema it was compiled from: a changed definition (after `list_changed`) compiles
+    /// again.
+    source: Value,
+    validator: Result<Arc<Validator>, Arc<str>>,
+}
+
+/// Compiled input schemas per upstream and tool.
+pub struct Schemas {
+    by_upstream: Vec<RwLock<HashMap<Box<str>, Compiled>>>,
+}
+
+impl std::fmt::Debug for Schemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schemas").finish_non_exhaustive()
+    }
+}
+
+impl Schemas {
+    /// An empty cache for `upstreams` upstreams.
+    pub fn new(upstreams: usize) -> Schemas {
+        Schemas {
+            by_upstream: (0..upstreams).map(|_| RwLock::default()).collect(),
+        }
+    }
+
+    /// Validates a call's raw `arguments` (absent: `{}`) against `tool`'s `inputSchema`.
+    pub fn check(
+        &self,
+        u: usize,
+        tool: &Value,
+        arguments: Option<&[u8]>,
+    ) -> Result<(), ValidateError> {
+        let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+        let schema = tool.get("inputSchema").unwrap_or(&Value::Null);
+        let validator = self.compiled(u, name, schema)?;
+        let args: Value = match arguments {
+            // The envelope scan already validated this JSON.
+            Some(raw) => serde_json::from_slice(raw).map_err(|_| ValidateError::NotAnObject)?,
+            None => Value::Object(Default::default()),
+        };
+        if !args.is_object() {
+            return Err(ValidateError::NotAnObject);
+        }
+        validator
+            .validate(&args)
+            .map_err(|e| ValidateError::Arguments {
+                path: e.instance_path().to_string(),
+                detail: e.to_string(),
+            })
+    }
+
+    fn compiled(
+        &self,
+        u: usize,
+        name: &str,
+        schema: &Value,
+    ) -> Result<Arc<Validator>, ValidateError> {
+        let slot = self
+            .by_upstream
+            .get(u)
+            .ok_or_else(|| ValidateError::UnknownTool(name.to_owned()))?;
+        let found = {
+            let map = slot.read().unwrap_or_else(|p| p.into_inner());
+            map.get(name)
+                .filter(|c| &c.source == schema)
+                .map(|c| c.validator.clone())
+        };
+        let validator = match found {
+            Some(v) => v,
+            None => {
+                let v = compile(schema);
+                if let Err(why) = &v {
+                    tracing::error!(target: "palisade::validate", tool = name, error = %why, "tool input schema does not compile: calls to it are refused");
+                }
+                slot.write().unwrap_or_else(|p| p.into_inner()).insert(
+                    name.into(),
+                    Compiled {
+                        source: schema.clone(),
+                        validator: v.clone(),
+                    },
+                );
+                v
+            }
+        };
+        validator.map_err(|why| ValidateError::BrokenSchema {
+            tool: name.to_owned(),
+            why: why.to_string(),
+        })
+    }
+}
+
+/// Compiles a schema; only local references resolve (no network or file access).
+fn compile(schema: &Value) -> Result<Arc<Validator>, Arc<str>> {
+    if !schema.is_object() {
+        return Err(Arc::from("inputSchema is missing or not an object"));
+    }
+    jsonschema::options()
+        .build(schema)
+        .map(Arc::new)
+        .map_err(|e| Arc::from(e.to_string()))
+}
