@@ -83,7 +83,7 @@ fn every_example_passes_config_check() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 4);
+    assert_eq!(checked, 5);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,7 +53,16 @@ async fn demo_upstream_process_through_gateway_and_audit_verifies() {
         .iter()
         .map(|t| t["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, ["echo", "get_quote", "place_order", "fetch_url"]);
+    assert_eq!(
+        names,
+        [
+            "echo",
+            "get_quote",
+            "place_order",
+            "get_history",
+            "fetch_url"
+        ]
+    );
     let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"héllo"}}}"#;
     let r = post(&gw.url("/mcp/demo"), &h, call).await;
     assert_eq!(r.json()["result"]["content"][0]["text"], "héllo");

@@ -328,7 +328,13 @@ fn typescript_sdk_calls_the_demo_tools_with_a_jwt() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["tools"],
-        json!(["echo", "get_quote", "place_order", "fetch_url"])
+        json!([
+            "echo",
+            "get_quote",
+            "place_order",
+            "get_history",
+            "fetch_url"
+        ])
     );
     assert_eq!(v["echo"], "typed through palisade");
 

@@ -36,7 +36,13 @@ fn python_sdk_lists_and_calls_demo_tools_through_the_gateway() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["tools"],
-        serde_json::json!(["echo", "get_quote", "place_order", "fetch_url"])
+        serde_json::json!([
+            "echo",
+            "get_quote",
+            "place_order",
+            "get_history",
+            "fetch_url"
+        ])
     );
     assert_eq!(v["echo"], "through palisade");
     assert_eq!(v["quote"]["symbol"], "EURUSD");

@@ -60,6 +60,140 @@ pub struct RawTool {
     pub sensitive: Option<bool>,
     /// Seconds a call may take (1-300); default the upstream's `timeout_secs`.
     pub timeout_secs: Option<u64>,
+    /// Finance rules per argument (seed 001), checked after the tool's JSON Schema.
+    #[serde(default)]
+    pub args: BTreeMap<String, RawArgRule>,
+}
+
+/// `[upstream.tools.args.NAME]`: rules for one top-level argument.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgRule {
+    /// The argument must be present.
+    pub required: Option<bool>,
+    /// A decimal (JSON number, or string holding one) even without other decimal rules.
+    pub decimal: Option<bool>,
+    /// Most fractional digits, counted on the number's own text (`1.50` has 2).
+    pub max_scale: Option<u32>,
+    /// Exclusive lower bound, a decimal string (`"0"`).
+    pub gt: Option<String>,
+    /// Inclusive lower bound.
+    pub ge: Option<String>,
+    /// Exclusive upper bound.
+    pub lt: Option<String>,
+    /// Inclusive upper bound (`"1e12"`).
+    pub le: Option<String>,
+    /// Allowed values (exact match).
+    #[serde(rename = "enum", default)]
+    pub one_of: Vec<String>,
+    /// Compare `enum` ignoring case and surrounding blanks (seed 001's normalisation); the
+    /// value is forwarded as sent.
+    pub case_insensitive: Option<bool>,
+    /// Regular expression the whole value must match (a symbol's format); failure is MCP-015.
+    pub pattern: Option<String>,
+    /// Allowed values, e.g. the symbol allow list; failure is MCP-015.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// An RFC 3339 date-time with a zone, at most this many days before now.
+    pub max_days_past: Option<i64>,
+    /// At most this many days after now.
+    pub max_days_future: Option<i64>,
+    /// Fewest characters.
+    pub min_length: Option<usize>,
+    /// Most characters.
+    pub max_length: Option<usize>,
+}
+
+/// `[upstream.tools.args.NAME]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct ArgRule {
+    /// Must be present.
+    pub required: bool,
+    /// Checked as a decimal.
+    pub decimal: bool,
+    /// Most fractional digits.
+    pub max_scale: Option<u32>,
+    /// Bounds.
+    pub gt: Option<rust_decimal::Decimal>,
+    /// Bounds.
+    pub ge: Option<rust_decimal::Decimal>,
+    /// Bounds.
+    pub lt: Option<rust_decimal::Decimal>,
+    /// Bounds.
+    pub le: Option<rust_decimal::Decimal>,
+    /// Allowed values.
+    pub one_of: Vec<String>,
+    /// `enum` ignoring case.
+    pub case_insensitive: bool,
+    /// Anchored pattern source.
+    pub pattern: Option<String>,
+    /// Allow list.
+    pub allow: Vec<String>,
+    /// Date window.
+    pub max_days_past: Option<i64>,
+    /// Date window.
+    pub max_days_future: Option<i64>,
+    /// Lengths.
+    pub min_length: Option<usize>,
+    /// Lengths.
+    pub max_length: Option<usize>,
+}
+
+impl ArgRule {
+    /// Whether the value is checked as a decimal number.
+    pub fn is_decimal(&self) -> bool {
+        self.decimal
+            || self.max_scale.is_some()
+            || self.gt.is_some()
+            || self.ge.is_some()
+            || self.lt.is_some()
+            || self.le.is_some()
+    }
+}
+
+fn arg_rule(key: &str, r: RawArgRule, e: &mut Errors) -> ArgRule {
+    let mut bound = |k: &str, v: Option<String>| {
+        v.and_then(|v| match crate::controls::validate::decimal(&v) {
+            Some((d, _)) => Some(d),
+            None => {
+                e.push(
+                    format!("{key}.{k}"),
+                    format!("{v:?} is not a decimal number"),
+                );
+                None
+            }
+        })
+    };
+    let (gt, ge, lt, le) = (
+        bound("gt", r.gt),
+        bound("ge", r.ge),
+        bound("lt", r.lt),
+        bound("le", r.le),
+    );
+    // Anchored, so a pattern written for the whole value cannot match a substring.
+    let pattern = r.pattern.map(|p| format!("^(?:{p})$"));
+    if let Some(p) = &pattern {
+        if let Err(why) = regex::Regex::new(p) {
+            e.push(format!("{key}.pattern"), why.to_string());
+        }
+    }
+    ArgRule {
+        required: r.required.unwrap_or(false),
+        decimal: r.decimal.unwrap_or(false),
+        max_scale: r.max_scale,
+        gt,
+        ge,
+        lt,
+        le,
+        one_of: r.one_of,
+        case_insensitive: r.case_insensitive.unwrap_or(false),
+        pattern,
+        allow: r.allow,
+        max_days_past: r.max_days_past,
+        max_days_future: r.max_days_future,
+        min_length: r.min_length,
+        max_length: r.max_length,
+    }
 }
 
 /// `[authz]`, validated: every role flattened (its inherited permissions included).
@@ -99,6 +233,8 @@ pub struct ToolMeta {
     pub sensitive: bool,
     /// Call timeout.
     pub timeout: Option<Duration>,
+    /// Finance rules by argument name.
+    pub args: Vec<(String, ArgRule)>,
 }
 
 pub(super) fn authz(raw: Option<RawAuthz>, e: &mut Errors) -> AuthzConfig {
@@ -190,12 +326,21 @@ pub(super) fn tools(p: &str, raw: Vec<RawTool>, e: &mut Errors) -> Vec<ToolMeta>
             }
             Duration::from_secs(s)
         });
+        let args = t
+            .args
+            .into_iter()
+            .map(|(a, r)| {
+                let rule = arg_rule(&format!("{key}.args.{a}"), r, e);
+                (a, rule)
+            })
+            .collect();
         out.push(ToolMeta {
             name,
             roles: t.roles,
             security_level,
             sensitive: t.sensitive.unwrap_or(false),
             timeout,
+            args,
         });
     }
     out

@@ -15,7 +15,7 @@ pub use auth::{
     AuthConfig, BearerToken, Canonical, Combo, Grant, HmacClient, HmacConfig, Method, OAuthConfig,
     Secret,
 };
-pub use authz::{AuthzConfig, RoleGrants, ToolMeta};
+pub use authz::{ArgRule, AuthzConfig, RoleGrants, ToolMeta};
 pub use hub::{
     HubConfig, Isolation, Landlock, RawSandbox, SandboxConfig, StdioLimits, StdioTarget,
     UpstreamProtocol,

@@ -48,6 +48,11 @@ pub(super) fn list() -> Value {
             }
         },
         {
+            "name": "get_history",
+            "description": "Simulated candles of a symbol since a date-time, at an interval (1m 5m 15m 1h 4h 1d).",
+            "inputSchema": {"type": "object", "properties": {"symbol": {"type": "string"}, "interval": {"type": "string"}, "since": {"type": "string"}}, "required": ["symbol", "interval", "since"], "additionalProperties": false}
+        },
+        {
             "name": "fetch_url",
             "description": "Fetches a URL (http or https) and returns the status and up to 64 KiB of the body.",
             "inputSchema": {"type": "object", "properties": {"url": {"type": "string", "format": "uri"}}, "required": ["url"], "additionalProperties": false}
@@ -143,6 +148,18 @@ pub(super) async fn call(fetcher: &Fetcher, name: &str, args: &Value) -> ToolRes
             });
             Ok(
                 json!({"content": [{"type": "text", "text": order.to_string()}], "structuredContent": order}),
+            )
+        }
+        "get_history" => {
+            only(args, &["symbol", "interval", "since"])?;
+            let s = symbol(args)?;
+            let field = |k| args.get(k).and_then(Value::as_str);
+            let (Some(interval), Some(since)) = (field("interval"), field("since")) else {
+                return Err(invalid("interval and since must be strings"));
+            };
+            let h = json!({"symbol": s, "interval": interval, "since": since, "candles": []});
+            Ok(
+                json!({"content": [{"type": "text", "text": h.to_string()}], "structuredContent": h}),
             )
         }
         "fetch_url" => {

@@ -286,8 +286,8 @@ impl Hub {
     }
 
     /// Checks a call's arguments against the tool's `inputSchema` from `tools` (the upstream's
-    /// list as this caller's upstream session sees it). A tool missing from the list is
-    /// unknown: nothing reaches the upstream.
+    /// list as this caller's upstream session sees it), then against the configured finance
+    /// rules. A tool missing from the list is unknown: nothing reaches the upstream.
     pub(super) fn validate_call(
         &self,
         u: usize,
@@ -299,6 +299,10 @@ impl Hub {
             .ok_or_else(|| ValidateError::UnknownTool(name.to_owned()))?;
         let args = env.params().and_then(|p| wire::member(p, "arguments"));
         self.schemas.check(u, tool, args)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.rules.check(u, name, args, now)?;
         Ok(())
     }
 

@@ -163,6 +163,8 @@ pub struct Hub {
     page_size: usize,
     /// Compiled tool input schemas, per upstream.
     schemas: crate::controls::validate::Schemas,
+    /// Finance rules of configured tools' arguments.
+    rules: crate::controls::validate::Rules,
     /// Route index of `/mcp`.
     pub route: usize,
 }
@@ -211,6 +213,7 @@ impl Hub {
             },
             page_size: config.hub.page_size,
             schemas: crate::controls::validate::Schemas::new(config.upstreams.len()),
+            rules: crate::controls::validate::Rules::new(config),
             route: config.upstreams.len(),
         }
     }

@@ -2,8 +2,10 @@
 //! and a call's arguments against the tool's own `inputSchema` (compiled once per definition).
 //! Each refusal names what failed for the audit; the client gets -32602 with the failing path.
 
+mod finance;
 mod schema;
 
+pub use finance::{decimal, rfc3339, Rules};
 pub use schema::Schemas;
 
 use serde_json::Value;
@@ -37,6 +39,22 @@ pub enum ValidateError {
     /// The arguments are not a JSON object.
     #[error("arguments are not an object")]
     NotAnObject,
+    /// A finance rule (seed 001) failed for the argument at `path`.
+    #[error("argument {path} broke rule {reason}")]
+    Rule {
+        /// JSON pointer of the argument.
+        path: String,
+        /// Which rule.
+        reason: &'static str,
+    },
+    /// A symbol is malformed or not on the allow list (MCP-015).
+    #[error("symbol at {path}: {reason}")]
+    Symbol {
+        /// JSON pointer of the argument.
+        path: String,
+        /// Which check.
+        reason: &'static str,
+    },
     /// The tool's schema does not compile: calls to it are refused.
     #[error("tool {tool:?} has a schema that does not compile: {why}")]
     BrokenSchema {
@@ -57,6 +75,8 @@ impl ValidateError {
             ValidateError::Arguments { .. } => (McpCode::InvalidArgs, "schema_violation"),
             ValidateError::NotAnObject => (McpCode::InvalidArgs, "arguments_not_object"),
             ValidateError::BrokenSchema { .. } => (McpCode::InvalidArgs, "schema_uncompilable"),
+            ValidateError::Rule { reason, .. } => (McpCode::InvalidArgs, reason),
+            ValidateError::Symbol { reason, .. } => (McpCode::InvalidSymbol, reason),
         }
     }
 
@@ -66,6 +86,7 @@ impl ValidateError {
             ValidateError::UnknownTool(_) => "Unknown tool, prompt or resource",
             ValidateError::PrototypeKey(_) => "Invalid params: forbidden key",
             ValidateError::ToolName(_) => "Invalid params: tool name",
+            ValidateError::Symbol { .. } => "Invalid symbol",
             _ => "Invalid params",
         }
     }
@@ -73,7 +94,9 @@ impl ValidateError {
     /// The failing path the client may see (its own arguments' JSON pointer).
     pub fn path(&self) -> Option<&str> {
         match self {
-            ValidateError::Arguments { path, .. } => Some(path),
+            ValidateError::Arguments { path, .. }
+            | ValidateError::Rule { path, .. }
+            | ValidateError::Symbol { path, .. } => Some(path),
             _ => None,
         }
     }
