@@ -142,7 +142,17 @@ async fn signal_agent_neither_sees_nor_places_orders_and_the_upstream_hears_noth
         assert_eq!(error_of(&hidden), (-32602, "MCP-007".into()), "{hidden}");
         assert_eq!(hidden["error"]["message"], unknown["error"]["message"]);
         assert_eq!(error_of(&unknown), (-32602, "MCP-007".into()));
-        assert_eq!(up.count(), before, "{path}: the upstream saw neither call");
+        // Sent as a notification (no id), it is no less a call: refused the same way.
+        let r = c
+            .raw(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"place_order","arguments":{}}}"#)
+            .await;
+        assert_eq!(r.status, 400, "{path}: {:?}", r.body);
+        assert_eq!(r.code(), "MCP-007");
+        assert_eq!(
+            up.count(),
+            before,
+            "{path}: the upstream saw none of the calls"
+        );
     }
     // Through the hub too: the merged list leaves it out, a call is refused the same way.
     let mut hub = Client::connect(gw.url("/mcp"), Some(&t.signal)).await;
@@ -162,7 +172,7 @@ async fn signal_agent_neither_sees_nor_places_orders_and_the_upstream_hears_noth
     gw.stop();
     let rows = gw.audit_rows();
     let hidden: Vec<_> = rows.iter().filter(|r| r.3 == "hidden_tool_role").collect();
-    assert_eq!(hidden.len(), 3, "{rows:?}");
+    assert_eq!(hidden.len(), 5, "{rows:?}");
     assert!(hidden.iter().all(|r| r.1 == "deny" && r.2 == "authz"));
 }
 

@@ -381,7 +381,9 @@ async fn mcp(
                 authz: &gw.authz,
                 who: &principal,
             };
-            if gw.hub.view(route).is_none() && env.kind() == Kind::Request {
+            // Notifications too: a `tools/call` sent without an id is still a call to the
+            // upstream, which may act on it. (The hub acts only on the notifications it knows.)
+            if gw.hub.view(route).is_none() && env.kind() != Kind::Response {
                 authorize_proxied(gw, &access, route, &env).await?;
             }
             // 10. Idempotency: a repeated key answers from the store, never calling the upstream
