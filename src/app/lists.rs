@@ -59,24 +59,15 @@ pub(super) async fn filter(
             id,
         } => {
             let limits = &gw.config.limits;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let relayed = upstream::relay_sse(
+            let (all, end) = upstream::collect_sse(
                 up,
                 id,
                 String::new(),
-                None,
                 limits.max_response_bytes,
                 limits.max_json_depth,
-                move |s| {
-                    let _ = tx.send(s.end);
-                },
-            );
-            let all = relayed
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            if !matches!(rx.await, Ok(RelayEnd::Complete)) {
+            )
+            .await;
+            if !matches!(end, RelayEnd::Complete) {
                 return Err(ResponseError::Protocol("list stream ended early").into());
             }
             let mut split = sse::Splitter::default();

@@ -576,24 +576,15 @@ async fn remember(
             id,
         } => {
             let limits = &gw.config.limits;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let relayed = upstream::relay_sse(
+            let (bytes, end) = upstream::collect_sse(
                 upstream,
                 id,
                 request_id.to_owned(),
-                None,
                 limits.max_response_bytes,
                 limits.max_json_depth,
-                move |s| {
-                    let _ = tx.send(s.end);
-                },
-            );
-            let bytes = relayed
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            let complete = matches!(rx.await, Ok(RelayEnd::Complete));
+            )
+            .await;
+            let complete = matches!(end, RelayEnd::Complete);
             (parts, bytes, complete)
         }
     };

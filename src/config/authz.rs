@@ -125,8 +125,8 @@ pub struct ArgRule {
     pub one_of: Vec<String>,
     /// `enum` ignoring case.
     pub case_insensitive: bool,
-    /// Anchored pattern source.
-    pub pattern: Option<String>,
+    /// The pattern, anchored and compiled once at load.
+    pub pattern: Option<regex::Regex>,
     /// Allow list.
     pub allow: Vec<String>,
     /// Date window.
@@ -171,12 +171,15 @@ fn arg_rule(key: &str, r: RawArgRule, e: &mut Errors) -> ArgRule {
         bound("le", r.le),
     );
     // Anchored, so a pattern written for the whole value cannot match a substring.
-    let pattern = r.pattern.map(|p| format!("^(?:{p})$"));
-    if let Some(p) = &pattern {
-        if let Err(why) = regex::Regex::new(p) {
-            e.push(format!("{key}.pattern"), why.to_string());
-        }
-    }
+    let pattern = r
+        .pattern
+        .and_then(|p| match regex::Regex::new(&format!("^(?:{p})$")) {
+            Ok(re) => Some(re),
+            Err(why) => {
+                e.push(format!("{key}.pattern"), why.to_string());
+                None
+            }
+        });
     ArgRule {
         required: r.required.unwrap_or(false),
         decimal: r.decimal.unwrap_or(false),

@@ -139,11 +139,13 @@ impl Hub {
                 if m == "tools/call" {
                     let name = named.as_ref().map_or("", |(_, n)| n);
                     let tools = self.conn(u, s).await?.list(ListKind::Tools).await?;
-                    self.validate_call(u, &tools, name, env)?;
-                }
-                if modern && m == "tools/call" {
-                    self.check_param_headers(u, edits.as_deref(), env, s, headers)
-                        .await?;
+                    let (tool, args) = self.validate_call(u, &tools, name, env)?;
+                    if modern {
+                        // 2026-07-28: the `Mcp-Param-*` headers must say what the arguments
+                        // say, for those the tool's schema annotates with `x-mcp-header`.
+                        let schema = tool.get("inputSchema").unwrap_or(&Value::Null);
+                        crate::controls::mirror::check_params(headers, Some(&args), schema)?;
+                    }
                 }
                 if modern && mrtr::may_ask(m) {
                     if let Some(state) = env.params().and_then(|p| wire::member(p, "requestState"))
@@ -155,38 +157,6 @@ impl Hub {
                     .await
             }
         }
-    }
-
-    /// 2026-07-28: the `Mcp-Param-*` headers of a call must say what its arguments say, for the
-    /// parameters the tool's schema annotates with `x-mcp-header`.
-    async fn check_param_headers(
-        &self,
-        u: usize,
-        original: Option<&str>,
-        env: &Envelope,
-        s: &Arc<HubSession>,
-        headers: &http::HeaderMap,
-    ) -> Result<(), HubError> {
-        let name = match original {
-            Some(n) => std::borrow::Cow::Borrowed(n),
-            None => env
-                .param_str("name")
-                .ok_or(HubError::InvalidParams("name"))?,
-        };
-        let tools = self.conn(u, s).await?.list(ListKind::Tools).await?;
-        let Some(schema) = tools
-            .iter()
-            .find(|t| t.get("name").and_then(Value::as_str) == Some(&*name))
-            .and_then(|t| t.get("inputSchema"))
-        else {
-            return Ok(()); // an unknown tool is the upstream's to refuse
-        };
-        let args: Option<Value> = env
-            .params()
-            .and_then(|p| wire::member(p, "arguments"))
-            .and_then(|a| serde_json::from_slice(a).ok());
-        crate::controls::mirror::check_params(headers, args.as_ref(), schema)?;
-        Ok(())
     }
 
     /// Every upstream session of the view for this caller; failures are logged and skipped
@@ -287,23 +257,24 @@ impl Hub {
 
     /// Checks a call's arguments against the tool's `inputSchema` from `tools` (the upstream's
     /// list as this caller's upstream session sees it), then against the configured finance
-    /// rules. A tool missing from the list is unknown: nothing reaches the upstream.
-    pub(super) fn validate_call(
+    /// rules. A tool missing from the list is unknown: nothing reaches the upstream. Returns
+    /// the tool's definition and the parsed arguments.
+    pub(super) fn validate_call<'t>(
         &self,
         u: usize,
-        tools: &[Value],
+        tools: &'t [Value],
         name: &str,
         env: &Envelope,
-    ) -> Result<(), HubError> {
+    ) -> Result<(&'t Value, Value), HubError> {
         let tool = validate::find_tool(tools, name)
             .ok_or_else(|| ValidateError::UnknownTool(name.to_owned()))?;
-        let args = env.params().and_then(|p| wire::member(p, "arguments"));
-        self.schemas.check(u, tool, args)?;
+        let raw = env.params().and_then(|p| wire::member(p, "arguments"));
+        let args = self.schemas.check(u, tool, raw)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        self.rules.check(u, name, args, now)?;
-        Ok(())
+        self.rules.check(u, name, raw, now)?;
+        Ok((tool, args))
     }
 
     /// Which upstream a request goes to, and how its params change on the way.

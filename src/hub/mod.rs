@@ -346,7 +346,7 @@ impl Hub {
     ) -> Result<(), HubError> {
         let conn = self.conn_for(u, Owner::Shared, b"{}").await?;
         let tools = conn.list(conn::ListKind::Tools).await?;
-        self.validate_call(u, &tools, name, env)
+        self.validate_call(u, &tools, name, env).map(|_| ())
     }
 
     /// The upstream session of `u` for this downstream session, started if needed.

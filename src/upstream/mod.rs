@@ -8,7 +8,8 @@ mod credential;
 mod relay;
 
 pub use relay::{
-    check_response, collect, relay_json, relay_sse, RelayEnd, RelaySummary, ResponseError,
+    check_response, collect, collect_sse, relay_json, relay_sse, RelayEnd, RelaySummary,
+    ResponseError,
 };
 
 use std::time::Duration;

@@ -121,6 +121,36 @@ pub fn relay_sse(
     body::from_channel(rx)
 }
 
+/// Relays an upstream SSE body to its end, with the same checks and bytes as a live relay,
+/// and returns what it would have sent and how it ended (for answers that must be whole
+/// before they leave: stored replays, filtered lists).
+pub async fn collect_sse(
+    upstream: Incoming,
+    id: Option<Id>,
+    request_id: String,
+    max_event: usize,
+    max_depth: usize,
+) -> (Bytes, RelayEnd) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let relayed = relay_sse(
+        upstream,
+        id,
+        request_id,
+        None,
+        max_event,
+        max_depth,
+        move |s| {
+            let _ = tx.send(s.end);
+        },
+    );
+    let bytes = http_body_util::BodyExt::collect(relayed)
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let end = rx.await.unwrap_or(RelayEnd::ProtocolError);
+    (bytes, end)
+}
+
 struct Relay {
     tx: mpsc::Sender<Bytes>,
     id: Option<Id>,

@@ -8,29 +8,20 @@
 
 use std::collections::HashMap;
 
-use regex::Regex;
 use rust_decimal::Decimal;
 
 use super::ValidateError;
 use crate::config::ArgRule;
 use crate::proto::json;
 
-/// One argument's rules, compiled.
-#[derive(Debug)]
-struct Compiled {
-    arg: String,
-    rule: ArgRule,
-    pattern: Option<Regex>,
-}
-
-/// Every configured tool's argument rules, per upstream.
+/// Every configured tool's argument rules (name, rule), per upstream.
 #[derive(Debug, Default)]
 pub struct Rules {
-    by_upstream: Vec<HashMap<String, Vec<Compiled>>>,
+    by_upstream: Vec<HashMap<String, Vec<(String, ArgRule)>>>,
 }
 
 impl Rules {
-    /// Compiles the rules of every `[[upstream.tools]]` (patterns were checked at load).
+    /// The rules of every `[[upstream.tools]]` that has some (patterns compiled at load).
     pub fn new(config: &crate::config::Config) -> Rules {
         let by_upstream = config
             .upstreams
@@ -39,18 +30,7 @@ impl Rules {
                 u.tools
                     .iter()
                     .filter(|t| !t.args.is_empty())
-                    .map(|t| {
-                        let args = t
-                            .args
-                            .iter()
-                            .map(|(arg, rule)| Compiled {
-                                arg: arg.clone(),
-                                pattern: rule.pattern.as_deref().and_then(|p| Regex::new(p).ok()),
-                                rule: rule.clone(),
-                            })
-                            .collect();
-                        (t.name.clone(), args)
-                    })
+                    .map(|t| (t.name.clone(), t.args.clone()))
                     .collect()
             })
             .collect();
@@ -70,10 +50,10 @@ impl Rules {
             return Ok(());
         };
         let args = arguments.unwrap_or(b"{}");
-        for c in rules {
-            match crate::proto::envelope::member(args, &c.arg) {
-                Some(r) => check_value(c, &args[r], now)?,
-                None if c.rule.required => return Err(fail(c, "arg_missing")),
+        for (arg, rule) in rules {
+            match crate::proto::envelope::member(args, arg) {
+                Some(r) => check_value(arg, rule, &args[r], now)?,
+                None if rule.required => return Err(fail(arg, "arg_missing")),
                 None => {}
             }
         }
@@ -81,15 +61,21 @@ impl Rules {
     }
 }
 
-fn fail(c: &Compiled, reason: &'static str) -> ValidateError {
+fn fail(arg: &str, reason: &'static str) -> ValidateError {
     ValidateError::Rule {
-        path: format!("/{}", c.arg),
+        path: format!("/{arg}"),
         reason,
     }
 }
 
-fn check_value(c: &Compiled, raw: &[u8], now: i64) -> Result<(), ValidateError> {
-    let r = &c.rule;
+fn symbol(arg: &str, reason: &'static str) -> ValidateError {
+    ValidateError::Symbol {
+        path: format!("/{arg}"),
+        reason,
+    }
+}
+
+fn check_value(arg: &str, r: &ArgRule, raw: &[u8], now: i64) -> Result<(), ValidateError> {
     let text = if raw.first() == Some(&b'"') {
         Some(json::unescape(raw))
     } else {
@@ -101,20 +87,20 @@ fn check_value(c: &Compiled, raw: &[u8], now: i64) -> Result<(), ValidateError> 
             Some(t) => t.as_ref(),
             None => std::str::from_utf8(raw).unwrap_or(""),
         };
-        let (value, scale) = decimal(num).ok_or_else(|| fail(c, "arg_not_decimal"))?;
+        let (value, scale) = decimal(num).ok_or_else(|| fail(arg, "arg_not_decimal"))?;
         if r.max_scale.is_some_and(|m| scale > m) {
-            return Err(fail(c, "arg_precision"));
+            return Err(fail(arg, "arg_precision"));
         }
         let out = r.gt.is_some_and(|b| value <= b)
             || r.ge.is_some_and(|b| value < b)
             || r.lt.is_some_and(|b| value >= b)
             || r.le.is_some_and(|b| value > b);
         if out {
-            return Err(fail(c, "arg_range"));
+            return Err(fail(arg, "arg_range"));
         }
     }
     let needs_text = !r.one_of.is_empty()
-        || c.pattern.is_some()
+        || r.pattern.is_some()
         || !r.allow.is_empty()
         || r.max_days_past.is_some()
         || r.max_days_future.is_some()
@@ -124,11 +110,11 @@ fn check_value(c: &Compiled, raw: &[u8], now: i64) -> Result<(), ValidateError> 
         return Ok(());
     }
     let Some(t) = text else {
-        return Err(fail(c, "arg_not_string"));
+        return Err(fail(arg, "arg_not_string"));
     };
     let chars = t.chars().count();
     if r.min_length.is_some_and(|m| chars < m) || r.max_length.is_some_and(|m| chars > m) {
-        return Err(fail(c, "arg_length"));
+        return Err(fail(arg, "arg_length"));
     }
     if !r.one_of.is_empty() {
         let hit = r.one_of.iter().any(|v| {
@@ -139,28 +125,22 @@ fn check_value(c: &Compiled, raw: &[u8], now: i64) -> Result<(), ValidateError> 
             }
         });
         if !hit {
-            return Err(fail(c, "arg_enum"));
+            return Err(fail(arg, "arg_enum"));
         }
     }
-    if c.pattern.as_ref().is_some_and(|p| !p.is_match(&t)) {
-        return Err(ValidateError::Symbol {
-            path: format!("/{}", c.arg),
-            reason: "symbol_format",
-        });
+    if r.pattern.as_ref().is_some_and(|p| !p.is_match(&t)) {
+        return Err(symbol(arg, "symbol_format"));
     }
     if !r.allow.is_empty() && !r.allow.iter().any(|a| a == t.as_ref()) {
-        return Err(ValidateError::Symbol {
-            path: format!("/{}", c.arg),
-            reason: "symbol_not_allowed",
-        });
+        return Err(symbol(arg, "symbol_not_allowed"));
     }
     if r.max_days_past.is_some() || r.max_days_future.is_some() {
-        let at = rfc3339(&t).ok_or_else(|| fail(c, "arg_not_datetime"))?;
+        let at = rfc3339(&t).ok_or_else(|| fail(arg, "arg_not_datetime"))?;
         let day = 86_400;
         if r.max_days_past.is_some_and(|d| at < now - d * day)
             || r.max_days_future.is_some_and(|d| at > now + d * day)
         {
-            return Err(fail(c, "arg_date_window"));
+            return Err(fail(arg, "arg_date_window"));
         }
     }
     Ok(())

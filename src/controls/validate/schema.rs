@@ -34,13 +34,14 @@ impl Schemas {
         }
     }
 
-    /// Validates a call's raw `arguments` (absent: `{}`) against `tool`'s `inputSchema`.
+    /// Validates a call's raw `arguments` (absent: `{}`) against `tool`'s `inputSchema`, and
+    /// returns them parsed.
     pub fn check(
         &self,
         u: usize,
         tool: &Value,
         arguments: Option<&[u8]>,
-    ) -> Result<(), ValidateError> {
+    ) -> Result<Value, ValidateError> {
         let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
         let schema = tool.get("inputSchema").unwrap_or(&Value::Null);
         let validator = self.compiled(u, name, schema)?;
@@ -57,7 +58,8 @@ impl Schemas {
             .map_err(|e| ValidateError::Arguments {
                 path: e.instance_path().to_string(),
                 detail: e.to_string(),
-            })
+            })?;
+        Ok(args)
     }
 
     fn compiled(
