@@ -65,6 +65,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PasswdCmd,
     },
+    /// Rego policy tools.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
     /// Internal: the sandboxing supervisor the gateway starts each stdio upstream through.
     #[command(hide = true)]
     StdioExec(palisade::sandbox::ExecArgs),
@@ -133,6 +138,27 @@ enum ConfigCmd {
 }
 
 #[derive(Subcommand)]
+enum PolicyCmd {
+    /// Evaluate policies offline on an input document (JSON, as the gateway builds it: see
+    /// README, Rego policies). Prints each policy's verdict; exits 0 when all allow, 1 if any
+    /// denies.
+    Eval {
+        /// The input document.
+        #[arg(long)]
+        input: PathBuf,
+        /// Take the policies (and the actions they decide) from this configuration file.
+        #[arg(long, env = "PALISADE_CONFIG")]
+        config: Option<PathBuf>,
+        /// A policy file (repeatable), deciding every action.
+        #[arg(long)]
+        policy: Vec<PathBuf>,
+        /// The policy files use Rego v1 syntax.
+        #[arg(long)]
+        rego_v1: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Verify the hash chain and the last signed checkpoint; names the first broken record.
     Verify {
@@ -182,6 +208,53 @@ async fn shutdown_signal() {
     ctrl_c.await.unwrap_or(());
 }
 
+fn policy_eval(
+    input: &std::path::Path,
+    file: Option<&std::path::Path>,
+    files: &[PathBuf],
+    rego_v1: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut policies = match file {
+        Some(f) => {
+            config::load_file(f, &env_var, &Overrides::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .authz
+                .policies
+        }
+        None => Vec::new(),
+    };
+    for f in files {
+        policies.push(config::read_policy(f, rego_v1, None).map_err(anyhow::Error::msg)?);
+    }
+    anyhow::ensure!(!policies.is_empty(), "no policy: give --config or --policy");
+    let engine =
+        palisade::controls::policy::Policies::new(&policies).map_err(anyhow::Error::msg)?;
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let doc = regorus::Value::from_json_str(&text)
+        .with_context(|| format!("{} is not a JSON document", input.display()))?;
+    let verdicts = engine.explain(doc);
+    if verdicts.is_empty() {
+        println!("no policy decides this action: the roles alone decide");
+    }
+    let mut allowed = true;
+    for (package, v) in &verdicts {
+        match v {
+            Ok(()) => println!("{package}: allow"),
+            Err(e) => {
+                allowed = false;
+                println!("{package}: DENY ({e})");
+            }
+        }
+    }
+    println!("decision: {}", if allowed { "allow" } else { "deny" });
+    Ok(if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -222,6 +295,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Policy {
+            cmd:
+                PolicyCmd::Eval {
+                    input,
+                    config: file,
+                    policy,
+                    rego_v1,
+                },
+        } => policy_eval(&input, file.as_deref(), &policy, rego_v1),
         Cmd::Token {
             cmd:
                 TokenCmd::Revoke {

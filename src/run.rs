@@ -157,7 +157,8 @@ pub async fn start(
             client.clone(),
             trust,
         ),
-        authz: crate::controls::authz::Authz::new(&config),
+        authz: crate::controls::authz::Authz::new(&config)
+            .map_err(|e| format!("authorization: {e}"))?,
         issuer,
         sessions: SessionStore::new(&config.sessions),
         idempotency: Idempotency::new(&config.idempotency),

@@ -14,6 +14,7 @@ use crate::controls::body::BodyError;
 use crate::controls::idempotency::IdempotencyError;
 use crate::controls::mirror::MirrorError;
 use crate::controls::origin::OriginError;
+use crate::controls::policy::PolicyError;
 use crate::controls::session::SessionError;
 use crate::controls::validate::ValidateError;
 use crate::hub::HubError;
@@ -478,6 +479,14 @@ fn authz(e: &AuthzError) -> Mapping {
     match e {
         AuthzError::Forbidden(_) => forbidden("no_permission"),
         AuthzError::NeedsSignature(_) => forbidden("needs_signature"),
+        AuthzError::Policy(p) => Mapping {
+            control: "policy",
+            reason: match p {
+                PolicyError::Denied { .. } => "policy_denied",
+                PolicyError::Failed { .. } => "policy_error",
+            },
+            ..forbidden("")
+        },
         AuthzError::Hidden { why, .. } => Mapping {
             status: StatusCode::BAD_REQUEST,
             rpc: rpc::INVALID_PARAMS,

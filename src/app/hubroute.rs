@@ -13,7 +13,7 @@ use super::body::{self, Body};
 use super::error::Rejection;
 use super::pipeline::{Outcome, Session};
 use super::Shared;
-use crate::controls::authn::Principal;
+use crate::controls::authz::Access;
 use crate::controls::session::{Binding, SessionError};
 use crate::hub::session::HubSession;
 use crate::hub::{era, HubError, Reply, StreamEnd, View};
@@ -29,13 +29,14 @@ pub(super) async fn post(
     view: View,
     env: &Envelope,
     session: Session,
-    principal: &Principal,
+    access: &Access<'_>,
     route: usize,
     request_id: &str,
     modern: bool,
     headers: &http::HeaderMap,
 ) -> Result<Outcome, Rejection> {
     let hub = &gw.hub;
+    let principal = access.who;
     let (s, minted) = match session {
         Session::New => {
             // `initialize`: the hub answers it; the session is ours alone (no upstream id).
@@ -79,13 +80,7 @@ pub(super) async fn post(
             (s, None)
         }
     };
-    let access = crate::controls::authz::Access {
-        authz: &gw.authz,
-        who: principal,
-    };
-    let reply = hub
-        .post(view, env, &s, request_id, headers, &access)
-        .await?;
+    let reply = hub.post(view, env, &s, request_id, headers, access).await?;
     let with_session = |mut resp: Response<Body>| {
         if let Some(id) = minted {
             resp.headers_mut().insert(MCP_SESSION_ID, id.to_header());

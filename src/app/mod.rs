@@ -72,6 +72,14 @@ impl Gateway {
             .is_some_and(Option::is_some)
             .then_some(r)
     }
+
+    /// `https` for a TLS listener, else `http` (what policies see as `request.transport`).
+    pub fn transport(&self, listener: usize) -> &'static str {
+        match self.config.listeners.get(listener) {
+            Some(l) if l.tls.is_some() => "https",
+            _ => "http",
+        }
+    }
 }
 
 /// Where a request came in.

@@ -28,7 +28,7 @@ use super::trace::Trace;
 use super::{lists, ops, wellknown, Conn, Shared};
 use crate::audit::Decision;
 use crate::controls::authn::Principal;
-use crate::controls::authz::Access;
+use crate::controls::authz::{Access, Facts};
 use crate::controls::idempotency::{Claim, Stored};
 use crate::controls::session::{Binding, SessionError};
 use crate::controls::{body as request_body, mirror, session, validate};
@@ -372,7 +372,8 @@ async fn mcp(
             let session = post_session(gw, &parts.headers, &env, &principal, route, modern)?;
             // 9. Validate and authorize. Every message: no prototype-changing key anywhere, a
             //    well-formed tool name. A proxied route knows its upstream, so its method and
-            //    target are authorized here and a call's arguments checked against the tool's
+            //    target are authorized here (roles, then Rego policies; a call's policy once its
+            //    definition is found) and a call's arguments checked against the tool's
             //    schema; a hub route resolves the target first (namespaced names, resource
             //    URIs) and decides in the hub with the same rules (`Access`).
             //    [admit (rate limits, concurrency) slots in here.]
@@ -380,6 +381,10 @@ async fn mcp(
             let access = Access {
                 authz: &gw.authz,
                 who: &principal,
+                facts: Facts {
+                    ip: Some(peer.ip()),
+                    transport: gw.transport(conn.listener),
+                },
             };
             // Notifications too: a `tools/call` sent without an id is still a call to the
             // upstream, which may act on it. (The hub acts only on the notifications it knows.)
@@ -416,7 +421,7 @@ async fn mcp(
                     view,
                     &env,
                     session,
-                    &principal,
+                    &access,
                     route,
                     request_id,
                     modern,
@@ -524,7 +529,9 @@ async fn authorize_proxied(
     }
     access.check(method, Some(route), named.as_ref().map(|(k, n)| k.item(n)))?;
     if let (Some((_, name)), "tools/call") = (&named, method) {
-        gw.hub.validate_proxied_call(route, name, env).await?;
+        gw.hub
+            .validate_proxied_call(route, name, env, access)
+            .await?;
     }
     Ok(())
 }

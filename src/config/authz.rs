@@ -26,6 +26,9 @@ pub struct RawAuthz {
     /// Roles by name.
     #[serde(default)]
     pub roles: BTreeMap<String, RawRole>,
+    /// OPA Rego policies, consulted after the roles allow a request (both must allow).
+    #[serde(default)]
+    pub policy: Vec<super::policy::RawPolicy>,
 }
 
 /// `[authz.roles.NAME]`
@@ -212,6 +215,8 @@ pub struct AuthzConfig {
     pub anonymous_role: Option<String>,
     /// `admin_above_level`.
     pub admin_above_level: u8,
+    /// `[[authz.policy]]`, read and compiled.
+    pub policies: Vec<super::PolicyConfig>,
 }
 
 /// One role's permissions, inheritance resolved.
@@ -285,6 +290,7 @@ pub(super) fn authz(raw: Option<RawAuthz>, e: &mut Errors) -> AuthzConfig {
         default_role: raw.default_role,
         anonymous_role: raw.anonymous_role,
         admin_above_level: raw.admin_above_level.unwrap_or(2),
+        policies: super::policy::policies(raw.policy, e),
     }
 }
 

@@ -7,6 +7,7 @@ mod authz;
 mod hub;
 mod issuer;
 mod jwt;
+mod policy;
 mod raw;
 mod tls;
 mod validated;
@@ -22,6 +23,9 @@ pub use hub::{
 };
 pub use issuer::{IssuerClient, IssuerConfig, IssuerUser};
 pub use jwt::{JwtConfig, JwtKey};
+pub use policy::{
+    compile as compile_policy, read as read_policy, PolicyConfig, ACTIONS as POLICY_ACTIONS,
+};
 pub use tls::{read_certs, read_key, TlsConfig};
 
 pub use raw::RawConfig;

@@ -7,5 +7,6 @@ pub mod body;
 pub mod idempotency;
 pub mod mirror;
 pub mod origin;
+pub mod policy;
 pub mod session;
 pub mod validate;

@@ -139,7 +139,7 @@ impl Hub {
                 if m == "tools/call" {
                     let name = named.as_ref().map_or("", |(_, n)| n);
                     let tools = self.conn(u, s).await?.list(ListKind::Tools).await?;
-                    let (tool, args) = self.validate_call(u, &tools, name, env)?;
+                    let (tool, args) = self.validate_call(u, &tools, name, env, access)?;
                     if modern {
                         // 2026-07-28: the `Mcp-Param-*` headers must say what the arguments
                         // say, for those the tool's schema annotates with `x-mcp-header`.
@@ -265,9 +265,12 @@ impl Hub {
         tools: &'t [Value],
         name: &str,
         env: &Envelope,
+        access: &Access<'_>,
     ) -> Result<(&'t Value, Value), HubError> {
         let tool = validate::find_tool(tools, name)
             .ok_or_else(|| ValidateError::UnknownTool(name.to_owned()))?;
+        // The policies see the tool's definition (its annotations) before anything else.
+        access.check_call(u, name, tool)?;
         let raw = env.params().and_then(|p| wire::member(p, "arguments"));
         let args = self.schemas.check(u, tool, raw)?;
         let now = std::time::SystemTime::now()

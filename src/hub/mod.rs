@@ -343,10 +343,11 @@ impl Hub {
         u: usize,
         name: &str,
         env: &Envelope,
+        access: &crate::controls::authz::Access<'_>,
     ) -> Result<(), HubError> {
         let conn = self.conn_for(u, Owner::Shared, b"{}").await?;
         let tools = conn.list(conn::ListKind::Tools).await?;
-        self.validate_call(u, &tools, name, env).map(|_| ())
+        self.validate_call(u, &tools, name, env, access).map(|_| ())
     }
 
     /// The upstream session of `u` for this downstream session, started if needed.

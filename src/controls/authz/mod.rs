@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, RoleGrants, ToolMeta};
 use crate::controls::authn::Principal;
+use crate::controls::policy::{self, Policies, PolicyError};
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +45,9 @@ pub enum AuthzError {
     /// A sensitive tool was called without an HMAC signature.
     #[error("tool {0} needs an HMAC-signed request")]
     NeedsSignature(String),
+    /// A Rego policy refused, or could not decide.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// The rule that hid a target.
@@ -112,17 +116,53 @@ pub struct Access<'a> {
     pub authz: &'a Authz,
     /// Who asks.
     pub who: &'a Principal,
+    /// Where from.
+    pub facts: Facts,
+}
+
+/// What policies know of the connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts {
+    /// Client address.
+    pub ip: Option<std::net::IpAddr>,
+    /// `http` or `https`.
+    pub transport: &'static str,
 }
 
 impl Access<'_> {
-    /// [`Authz::check`] for this principal.
+    /// [`Authz::check`] for this principal, then the policies, except for `tools/call`, whose
+    /// policy decision waits for the tool's definition ([`Access::check_call`]).
     pub fn check(
         &self,
         method: &str,
         u: Option<usize>,
         item: Option<Item<'_>>,
     ) -> Result<(), AuthzError> {
-        self.authz.check(self.who, method, u, item)
+        self.authz.check(self.who, method, u, item)?;
+        if method != "tools/call" && operation(method).is_some() {
+            self.authz
+                .policy(self.who, self.facts, method, u, item, None)?;
+        }
+        Ok(())
+    }
+
+    /// The policies' decision on a call to upstream `u`'s tool `name`, whose definition is
+    /// `def`. Every route calls it once the tool is found, before the arguments are checked.
+    pub fn check_call(
+        &self,
+        u: usize,
+        name: &str,
+        def: &serde_json::Value,
+    ) -> Result<(), AuthzError> {
+        let annotations = def.get("annotations");
+        self.authz.policy(
+            self.who,
+            self.facts,
+            "tools/call",
+            Some(u),
+            Some(Item::Tool(name)),
+            Some(annotations),
+        )
     }
 
     /// [`Authz::visible`] for this principal.
@@ -140,6 +180,7 @@ pub struct Authz {
     anonymous_role: Option<String>,
     admin_above: u8,
     ups: Vec<UpRules>,
+    policies: Policies,
 }
 
 /// The method's feature and verb (`tools/call` → `tools`, `call`), or `None` for protocol
@@ -166,10 +207,12 @@ struct Names<'a> {
 }
 
 impl Authz {
-    /// Compiles the configuration's rules.
-    pub fn new(config: &Config) -> Authz {
+    /// Compiles the configuration's rules; an error (a policy that does not load) stops the
+    /// gateway from starting.
+    pub fn new(config: &Config) -> Result<Authz, String> {
         let a = &config.authz;
-        Authz {
+        Ok(Authz {
+            policies: Policies::new(&a.policies)?,
             configured: a.configured,
             roles: a.roles.clone(),
             default_role: a.default_role.clone(),
@@ -188,7 +231,58 @@ impl Authz {
                         .collect(),
                 })
                 .collect(),
+        })
+    }
+
+    /// The policies' decision (nothing to decide without `[[authz.policy]]`). `tool` is the
+    /// called tool's annotations, for `tools/call`.
+    fn policy(
+        &self,
+        who: &Principal,
+        facts: Facts,
+        method: &str,
+        u: Option<usize>,
+        item: Option<Item<'_>>,
+        tool: Option<Option<&serde_json::Value>>,
+    ) -> Result<(), AuthzError> {
+        if self.policies.is_empty() {
+            return Ok(());
         }
+        let up = u.and_then(|u| self.ups.get(u)).map(|r| &*r.name);
+        let resource = match (up, item) {
+            (Some(up), Some(i)) => format!("{}:{up}:{}", i.parts().0, i.parts().1),
+            (Some(up), None) => format!("server:{up}"),
+            (None, _) => "mcp".to_owned(),
+        };
+        let tool = match (tool, item) {
+            (Some(annotations), Some(Item::Tool(name))) => Some(policy::ToolFacts {
+                name,
+                security_level: u
+                    .and_then(|u| self.tool_meta(u, name))
+                    .map_or(0, |m| m.security_level),
+                annotations,
+            }),
+            _ => None,
+        };
+        let anonymous = is_anonymous(who);
+        let claims: &[Arc<str>] = if anonymous { &[] } else { who.permissions() };
+        let input = policy::Input {
+            user: who.id(),
+            roles: self.role_names(who).collect(),
+            permissions: self
+                .grants(who)
+                .flat_map(|g| g.allow.iter().map(String::as_str))
+                .chain(claims.iter().map(|p| &**p))
+                .collect(),
+            auth_method: who.method(),
+            method,
+            upstream: up,
+            tool,
+            resource,
+            ip: facts.ip,
+            transport: facts.transport,
+        };
+        Ok(self.policies.decide(&input)?)
     }
 
     /// The per-tool metadata of upstream `u`'s tool `name`, if configured.

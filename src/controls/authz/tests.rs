@@ -31,7 +31,7 @@ roles = ["admin"]
         "0".repeat(64)
     );
     let cfg = crate::config::parse(&text, "t.toml", &|_| None).unwrap();
-    Authz::new(&cfg)
+    Authz::new(&cfg).unwrap()
 }
 
 const SEED_004: &str = r#"
