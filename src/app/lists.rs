@@ -57,6 +57,7 @@ pub(super) async fn filter(
             parts,
             upstream: up,
             id,
+            check: _,
         } => {
             let limits = &gw.config.limits;
             let (all, end) = upstream::collect_sse(
@@ -65,6 +66,7 @@ pub(super) async fn filter(
                 String::new(),
                 limits.max_response_bytes,
                 limits.max_json_depth,
+                None,
             )
             .await;
             if !matches!(end, RelayEnd::Complete) {

@@ -30,6 +30,7 @@ use crate::audit::Decision;
 use crate::controls::authn::Principal;
 use crate::controls::authz::{Access, Facts};
 use crate::controls::idempotency::{Claim, Stored};
+use crate::controls::output::Check;
 use crate::controls::session::{Binding, SessionError};
 use crate::controls::{body as request_body, mirror, session, validate};
 use crate::hub::StreamEnd;
@@ -52,6 +53,8 @@ pub(super) enum Outcome {
         parts: http::response::Parts,
         upstream: Incoming,
         id: Option<Id>,
+        /// Checks on a tool call's result (boxed: most streams have none).
+        check: Option<Box<Check>>,
     },
     /// SSE written by the hub (a routed call's messages, or a session's listen stream); the
     /// audit record is written when it ends.
@@ -156,6 +159,7 @@ pub async fn handle(
             mut parts,
             upstream,
             id,
+            check,
         }) => {
             parts.headers.insert(
                 HeaderName::from_static("x-accel-buffering"),
@@ -170,6 +174,7 @@ pub async fn handle(
                 gw.config.sessions.sse_keepalive,
                 limits.max_response_bytes,
                 limits.max_json_depth,
+                check.map(|c| *c),
                 move |s| {
                     let (reason, code) = match s.end {
                         RelayEnd::Complete => ("ok", None),
@@ -388,8 +393,10 @@ async fn mcp(
             };
             // Notifications too: a `tools/call` sent without an id is still a call to the
             // upstream, which may act on it. (The hub acts only on the notifications it knows.)
+            // A call's result is checked on its way back (output schema, secrets): `check`.
+            let mut check = None;
             if gw.hub.view(route).is_none() && env.kind() != Kind::Response {
-                authorize_proxied(gw, &access, route, &env).await?;
+                check = authorize_proxied(gw, &access, route, &env, request_id).await?;
             }
             // 10. Idempotency: a repeated key answers from the store, never calling the upstream
             //     twice; the same key with another request is refused.
@@ -441,7 +448,7 @@ async fn mcp(
                     .await?;
                 // 12. Response checks: exactly one response per id; our session id replaces
                 //     theirs; lists show only what the caller may see.
-                let out = post_response(gw, resp, &env, session, &principal, route).await?;
+                let out = post_response(gw, resp, &env, session, &principal, route, check).await?;
                 match env.method().and_then(lists::member_of) {
                     Some(member) => lists::filter(gw, out, member, &access, route).await?,
                     None => out,
@@ -481,6 +488,7 @@ async fn mcp(
                     parts: rparts,
                     upstream: rbody,
                     id: None,
+                    check: None,
                 });
             }
             passthrough(gw, rparts, rbody).await
@@ -521,19 +529,21 @@ async fn authorize_proxied(
     access: &Access<'_>,
     route: usize,
     env: &Envelope,
-) -> Result<(), Rejection> {
+    request_id: &str,
+) -> Result<Option<Check>, Rejection> {
     let method = env.method().unwrap_or_default();
     let named = crate::hub::target_name(method, env, None);
     if method == "tools/call" && named.is_none() {
         return Err(validate::ValidateError::ToolName(String::new()).into());
     }
     access.check(method, Some(route), named.as_ref().map(|(k, n)| k.item(n)))?;
-    if let (Some((_, name)), "tools/call") = (&named, method) {
-        gw.hub
-            .validate_proxied_call(route, name, env, access)
-            .await?;
+    match (&named, method) {
+        (Some((_, name)), "tools/call") => Ok(gw
+            .hub
+            .validate_proxied_call(route, name, env, access, request_id)
+            .await?),
+        _ => Ok(None),
     }
-    Ok(())
 }
 
 /// The stored answer to a repeated `Idempotency-Key`.
@@ -581,6 +591,7 @@ async fn remember(
             parts,
             upstream,
             id,
+            check,
         } => {
             let limits = &gw.config.limits;
             let (bytes, end) = upstream::collect_sse(
@@ -589,6 +600,7 @@ async fn remember(
                 request_id.to_owned(),
                 limits.max_response_bytes,
                 limits.max_json_depth,
+                check.map(|c| *c),
             )
             .await;
             let complete = matches!(end, RelayEnd::Complete);
@@ -697,6 +709,7 @@ async fn post_response(
     session: SessionCtx,
     principal: &Principal,
     route: usize,
+    check: Option<Check>,
 ) -> Result<Outcome, Rejection> {
     let (mut parts, body) = resp.into_parts();
     let ours = match session {
@@ -727,6 +740,7 @@ async fn post_response(
                     parts,
                     upstream: body,
                     id: Some(id.clone()),
+                    check: check.map(Box::new),
                 });
             }
             if parts.headers.contains_key(header::CONTENT_ENCODING) || !is_json(&parts.headers) {
@@ -735,9 +749,14 @@ async fn post_response(
                 )
                 .into());
             }
-            let bytes =
-                upstream::relay_json(body, id, limits.max_response_bytes, limits.max_json_depth)
-                    .await?;
+            let bytes = upstream::relay_json(
+                body,
+                id,
+                limits.max_response_bytes,
+                limits.max_json_depth,
+                check.as_ref(),
+            )
+            .await?;
             let n = bytes.len() as u64;
             Ok(Outcome::Done(
                 Response::from_parts(parts, body::full(bytes)),

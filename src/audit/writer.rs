@@ -75,6 +75,28 @@ impl AuditHandle {
         }
     }
 
+    /// A handle whose records are counted and dropped (unit tests of controls that audit).
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> (AuditHandle, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let (tx, mut rx) = mpsc::channel(64);
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = n.clone();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if matches!(m, Msg::Record(_)) {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        (
+            AuditHandle {
+                tx,
+                wait: Duration::from_secs(1),
+            },
+            n,
+        )
+    }
+
     /// Records waiting to be written.
     pub fn depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()

@@ -66,6 +66,9 @@ pub struct RawTool {
     /// Finance rules per argument (seed 001), checked after the tool's JSON Schema.
     #[serde(default)]
     pub args: BTreeMap<String, RawArgRule>,
+    /// Secret kinds this tool may return unredacted (`jwt`, `card`, … or `*`); see `[output]`.
+    #[serde(default)]
+    pub allow_secrets: Vec<String>,
 }
 
 /// `[upstream.tools.args.NAME]`: rules for one top-level argument.
@@ -243,6 +246,8 @@ pub struct ToolMeta {
     pub timeout: Option<Duration>,
     /// Finance rules by argument name.
     pub args: Vec<(String, ArgRule)>,
+    /// Secret kinds allowed in its results (bits of `controls::output::secrets::Kind`).
+    pub allow_secrets: u16,
 }
 
 pub(super) fn authz(raw: Option<RawAuthz>, e: &mut Errors) -> AuthzConfig {
@@ -343,7 +348,23 @@ pub(super) fn tools(p: &str, raw: Vec<RawTool>, e: &mut Errors) -> Vec<ToolMeta>
                 (a, rule)
             })
             .collect();
+        let mut allow_secrets = 0u16;
+        for (j, k) in t.allow_secrets.iter().enumerate() {
+            use crate::controls::output::secrets::{Kind, ALL};
+            match (k.as_str(), Kind::parse(k)) {
+                ("*", _) => allow_secrets = ALL.iter().fold(0, |a, k| a | k.bit()),
+                (_, Some(kind)) => allow_secrets |= kind.bit(),
+                (_, None) => e.push(
+                    format!("{key}.allow_secrets[{j}]"),
+                    format!(
+                        "unknown kind {k:?}; one of *, {}",
+                        ALL.map(Kind::name).join(", ")
+                    ),
+                ),
+            }
+        }
         out.push(ToolMeta {
+            allow_secrets,
             name,
             roles: t.roles,
             security_level,

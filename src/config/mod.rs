@@ -7,6 +7,7 @@ mod authz;
 mod hub;
 mod issuer;
 mod jwt;
+mod output;
 mod policy;
 mod raw;
 mod tls;
@@ -23,6 +24,7 @@ pub use hub::{
 };
 pub use issuer::{IssuerClient, IssuerConfig, IssuerUser};
 pub use jwt::{JwtConfig, JwtKey};
+pub use output::{OutputConfig, SecretMode};
 pub use policy::{
     compile as compile_policy, read as read_policy, PolicyConfig, ACTIONS as POLICY_ACTIONS,
 };

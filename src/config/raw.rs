@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// Replaying stored responses for a repeated `Idempotency-Key`.
     #[serde(default)]
     pub idempotency: RawIdempotency,
+    /// Checks on tool results: output schemas, secrets.
+    #[serde(default)]
+    pub output: super::output::RawOutput,
     /// More listeners besides `listen` (e.g. a public TLS one), each with its own TLS,
     /// default authentication and set of routes.
     #[serde(default)]

@@ -44,6 +44,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Idempotent replays.
     pub idempotency: IdempotencyConfig,
+    /// `[output]`.
+    pub output: super::OutputConfig,
     /// The built-in token issuer.
     pub issuer: Option<super::IssuerConfig>,
     /// `dangerous.allow_unauthenticated_non_loopback`.
@@ -581,6 +583,7 @@ impl Config {
             listeners,
             auth,
             idempotency,
+            output: super::output::output(raw.output),
             issuer,
             allow_unauthenticated_non_loopback: allow_open,
             upstreams,

@@ -7,6 +7,7 @@ pub mod body;
 pub mod idempotency;
 pub mod mirror;
 pub mod origin;
+pub mod output;
 pub mod policy;
 pub mod session;
 pub mod validate;

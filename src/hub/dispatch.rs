@@ -17,6 +17,7 @@ use super::session::{HubSession, Waiter};
 use super::wire::{self, ParamEdits};
 use super::{era, mrtr, names, pages, rounds, Hub, HubError, View};
 use crate::controls::authz::{Access, Item};
+use crate::controls::output::{Check, Verdict};
 use crate::controls::validate::{self, ValidateError};
 use crate::proto::{codes, Envelope, Id, Kind};
 
@@ -136,10 +137,12 @@ impl Hub {
                 // the tool's own schema, before anything reaches the upstream.
                 let named = target_name(m, env, edits.as_deref());
                 access.check(m, Some(u), named.as_ref().map(|(k, n)| k.item(n)))?;
+                let mut check = None;
                 if m == "tools/call" {
                     let name = named.as_ref().map_or("", |(_, n)| n);
                     let tools = self.conn(u, s).await?.list(ListKind::Tools).await?;
                     let (tool, args) = self.validate_call(u, &tools, name, env, access)?;
+                    check = self.output_check(u, name, tool, access, request_id)?;
                     if modern {
                         // 2026-07-28: the `Mcp-Param-*` headers must say what the arguments
                         // say, for those the tool's schema annotates with `x-mcp-header`.
@@ -150,10 +153,12 @@ impl Hub {
                 if modern && mrtr::may_ask(m) {
                     if let Some(state) = env.params().and_then(|p| wire::member(p, "requestState"))
                     {
-                        return self.resume(u, env, id, edits, state, s, request_id).await;
+                        return self
+                            .resume(u, env, id, edits, state, s, request_id, check)
+                            .await;
                     }
                 }
-                self.call(u, env, env.params(), 0, id, edits, s, request_id)
+                self.call(u, env, env.params(), 0, id, edits, s, request_id, check)
                     .await
             }
         }
@@ -400,6 +405,7 @@ impl Hub {
         name: Option<String>,
         s: &Arc<HubSession>,
         request_id: &str,
+        check: Option<Check>,
     ) -> Result<Reply, HubError> {
         let method = env.method().unwrap_or_default();
         let client_token = params
@@ -443,6 +449,7 @@ impl Hub {
             up_id,
             rounds,
             sent,
+            check,
         };
         self.follow(call, answer, env, id, client_token, s, request_id)
             .await
@@ -468,6 +475,7 @@ impl Hub {
             up_id,
             rounds,
             sent,
+            check,
         } = call;
         let method = env.method().unwrap_or_default();
         s.begin(id, &conn, up_id);
@@ -517,6 +525,7 @@ impl Hub {
                 method,
                 s.is_modern(),
                 conn.is_modern(),
+                check.as_ref(),
             )));
         }
         // Anything before the response, or questions for a legacy client: stream it.
@@ -538,6 +547,7 @@ impl Hub {
             up_id,
             park: park(),
             retry: sent.map(|p| (p, rounds)),
+            check,
         };
         tokio::spawn(async move {
             let end = relay.run(first, answer, idle).await;
@@ -564,6 +574,7 @@ impl Hub {
         state: &[u8],
         s: &Arc<HubSession>,
         request_id: &str,
+        check: Option<Check>,
     ) -> Result<Reply, HubError> {
         let state: String =
             serde_json::from_slice(state).map_err(|_| mrtr::StateError::Malformed)?;
@@ -589,7 +600,17 @@ impl Hub {
             mrtr::Held::Ended(upstream_state) => {
                 let params = wire::set_member(params, "requestState", upstream_state.as_deref());
                 return self
-                    .call(u, env, Some(&params), p.rounds, id, name, s, request_id)
+                    .call(
+                        u,
+                        env,
+                        Some(&params),
+                        p.rounds,
+                        id,
+                        name,
+                        s,
+                        request_id,
+                        check,
+                    )
                     .await;
             }
         };
@@ -623,6 +644,7 @@ impl Hub {
             up_id: live.up_id,
             rounds: p.rounds,
             sent: None,
+            check,
         };
         self.follow(call, live.answer, env, id, client_token, s, request_id)
             .await
@@ -723,13 +745,27 @@ pub(super) fn downstream_response(
     method: &str,
     modern: bool,
     from_modern: bool,
+    check: Option<&Check>,
 ) -> Bytes {
     match (up.result(), env_error(up)) {
-        (Some(r), _) => wire::response(
-            id,
-            "result",
-            &era::fit_result(r, method, modern, from_modern),
-        ),
+        (Some(r), _) => {
+            let replaced;
+            let r = match check.map(|c| c.result(r)) {
+                None | Some(Verdict::Pass) => r,
+                Some(Verdict::Replace(new)) => {
+                    replaced = new;
+                    &replaced
+                }
+                Some(Verdict::Refuse(_)) => {
+                    return check.map(|c| c.refused(id)).unwrap_or_default()
+                }
+            };
+            wire::response(
+                id,
+                "result",
+                &era::fit_result(r, method, modern, from_modern),
+            )
+        }
         (None, Some(e)) => wire::response(id, "error", e),
         (None, None) => wire::response(
             id,

@@ -165,6 +165,8 @@ pub struct Hub {
     schemas: crate::controls::validate::Schemas,
     /// Finance rules of configured tools' arguments.
     rules: crate::controls::validate::Rules,
+    /// `[output] secrets`.
+    secret_mode: crate::config::SecretMode,
     /// Route index of `/mcp`.
     pub route: usize,
 }
@@ -214,6 +216,7 @@ impl Hub {
             page_size: config.hub.page_size,
             schemas: crate::controls::validate::Schemas::new(config.upstreams.len()),
             rules: crate::controls::validate::Rules::new(config),
+            secret_mode: config.output.secrets,
             route: config.upstreams.len(),
         }
     }
@@ -344,10 +347,43 @@ impl Hub {
         name: &str,
         env: &Envelope,
         access: &crate::controls::authz::Access<'_>,
-    ) -> Result<(), HubError> {
+        request_id: &str,
+    ) -> Result<Option<crate::controls::output::Check>, HubError> {
         let conn = self.conn_for(u, Owner::Shared, b"{}").await?;
         let tools = conn.list(conn::ListKind::Tools).await?;
-        self.validate_call(u, &tools, name, env, access).map(|_| ())
+        let (tool, _) = self.validate_call(u, &tools, name, env, access)?;
+        self.output_check(u, name, tool, access, request_id)
+    }
+
+    /// The checks on the result of a call to upstream `u`'s tool `name` (definition `tool`),
+    /// or `None` when there is nothing to check.
+    pub(crate) fn output_check(
+        &self,
+        u: usize,
+        name: &str,
+        tool: &serde_json::Value,
+        access: &crate::controls::authz::Access<'_>,
+        request_id: &str,
+    ) -> Result<Option<crate::controls::output::Check>, HubError> {
+        use crate::controls::output::{Check, Context};
+        let schema = self.schemas.output(u, tool)?;
+        let allowed = access
+            .authz
+            .tool_meta(u, name)
+            .map_or(0, |m| m.allow_secrets);
+        let check = Check::new(
+            name,
+            schema,
+            self.secret_mode,
+            allowed,
+            Context {
+                audit: self.audit.clone(),
+                request_id: Text::copy(request_id),
+                principal: Text::copy(access.who.id()),
+                upstream: Text::copy(&self.ups[u].name),
+            },
+        );
+        Ok(check.is_active().then_some(check))
     }
 
     /// The upstream session of `u` for this downstream session, started if needed.

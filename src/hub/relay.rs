@@ -25,6 +25,8 @@ pub(super) struct Call {
     pub up_id: i64,
     pub rounds: usize,
     pub sent: Option<Vec<u8>>,
+    /// Checks on a tool call's result.
+    pub check: Option<crate::controls::output::Check>,
 }
 
 /// What parking a 2026-07-28 client's call needs.
@@ -78,6 +80,8 @@ pub(super) struct Relay {
     /// A legacy client's call to a 2026-07-28 upstream: what to send again with the client's
     /// answers, and how many rounds it took so far.
     pub retry: Option<(Vec<u8>, usize)>,
+    /// Checks on a tool call's result.
+    pub check: Option<crate::controls::output::Check>,
 }
 
 impl Relay {
@@ -126,6 +130,7 @@ impl Relay {
                         &self.method,
                         self.session.is_modern(),
                         self.conn.is_modern(),
+                        self.check.as_ref(),
                     );
                     return if self.send(&out).await {
                         StreamEnd::Complete

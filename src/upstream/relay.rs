@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use crate::app::body::{self, Body};
+use crate::controls::output::Check;
 use crate::proto::{codes, json::JsonError, sse, Envelope, EnvelopeError, Id, Kind, McpCode};
 
 /// Why an upstream answer was not passed on.
@@ -42,8 +43,13 @@ pub async fn collect(body: Incoming, limit: usize) -> Result<Bytes, ResponseErro
 
 /// Checks that `bytes` is exactly one JSON-RPC response to `id`.
 pub fn check_response(bytes: Bytes, id: &Id, max_depth: usize) -> Result<Bytes, ResponseError> {
+    check_response_env(bytes, id, max_depth).map(|env| env.bytes().clone())
+}
+
+/// [`check_response`], keeping the parsed message.
+fn check_response_env(bytes: Bytes, id: &Id, max_depth: usize) -> Result<Envelope, ResponseError> {
     match Envelope::parse(bytes, max_depth) {
-        Ok(env) if env.kind() == Kind::Response && env.id() == Some(id) => Ok(env.bytes().clone()),
+        Ok(env) if env.kind() == Kind::Response && env.id() == Some(id) => Ok(env),
         Ok(env) if env.kind() == Kind::Response => {
             Err(ResponseError::Protocol("response to another id"))
         }
@@ -56,14 +62,19 @@ pub fn check_response(bytes: Bytes, id: &Id, max_depth: usize) -> Result<Bytes, 
     }
 }
 
-/// Reads and checks a JSON answer to request `id`.
+/// Reads and checks a JSON answer to request `id`, and a tool call's result (`check`).
 pub async fn relay_json(
     body: Incoming,
     id: &Id,
     limit: usize,
     max_depth: usize,
+    check: Option<&Check>,
 ) -> Result<Bytes, ResponseError> {
-    check_response(collect(body, limit).await?, id, max_depth)
+    let env = check_response_env(collect(body, limit).await?, id, max_depth)?;
+    Ok(match check.and_then(|c| c.response(&env)) {
+        Some(changed) => changed,
+        None => env.bytes().clone(),
+    })
 }
 
 /// How an SSE relay ended, for the audit record.
@@ -92,6 +103,7 @@ pub struct RelaySummary {
 
 /// Relays an upstream SSE body. `id` is the request's id (`None` for a GET listen stream).
 /// `on_end` runs once when the relay finishes, whichever way.
+#[allow(clippy::too_many_arguments)]
 pub fn relay_sse(
     upstream: Incoming,
     id: Option<Id>,
@@ -99,12 +111,14 @@ pub fn relay_sse(
     keepalive: Option<Duration>,
     max_event: usize,
     max_depth: usize,
+    check: Option<Check>,
     on_end: impl FnOnce(RelaySummary) + Send + 'static,
 ) -> Body {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         let mut r = Relay {
             tx,
+            check,
             id,
             request_id,
             bytes_out: 0,
@@ -130,6 +144,7 @@ pub async fn collect_sse(
     request_id: String,
     max_event: usize,
     max_depth: usize,
+    check: Option<Check>,
 ) -> (Bytes, RelayEnd) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let relayed = relay_sse(
@@ -139,6 +154,7 @@ pub async fn collect_sse(
         None,
         max_event,
         max_depth,
+        check,
         move |s| {
             let _ = tx.send(s.end);
         },
@@ -153,6 +169,7 @@ pub async fn collect_sse(
 
 struct Relay {
     tx: mpsc::Sender<Bytes>,
+    check: Option<Check>,
     id: Option<Id>,
     request_id: String,
     bytes_out: u64,
@@ -255,6 +272,10 @@ impl Relay {
         match Envelope::parse(data, self.max_depth) {
             Ok(env) if env.kind() == Kind::Response => match &self.id {
                 Some(id) if env.id() == Some(id) => {
+                    let event = match self.check.as_ref().and_then(|c| c.response(&env)) {
+                        Some(changed) => sse::message_event_bytes(&changed),
+                        None => event,
+                    };
                     if !self.send(event).await {
                         return Step::Done(RelayEnd::ClientGone);
                     }

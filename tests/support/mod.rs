@@ -215,6 +215,9 @@ fn scripted_tools(id: &serde_json::Value) -> serde_json::Value {
             "echo" => serde_json::json!({"name": n, "inputSchema": {"type": "object",
                 "properties": {"text": {"type": "string"}}, "required": ["text"]}}),
             "broken" => serde_json::json!({"name": n, "inputSchema": {"type": 12}}),
+            "typed" => serde_json::json!({"name": n, "inputSchema": {"type": "object"},
+                "outputSchema": {"type": "object", "properties": {"price": {"type": "number"}},
+                    "required": ["price"]}}),
             _ => serde_json::json!({"name": n, "inputSchema": {"type": "object"}}),
         })
         .collect();
@@ -238,7 +241,20 @@ const SCRIPTED_TOOLS: &[&str] = &[
     "cancel_order",
     "get_quote",
     "broken",
+    "leak",
+    "leak_sse",
+    "typed",
 ];
+
+/// What the scripted `leak` tools answer: one secret of each kind, and lookalikes that are not
+/// secrets (a nanosecond timestamp, an order number, a number failing Luhn).
+pub const LEAK_TEXT: &str = "aws AKIAIOSFODNN7EXAMPLE; key -----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----; jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz; card 4111 1111 1111 1111; gh ghp_abcdefghijklmnopqrstuvwxyz0123456789; ts 1732300000000000000; order 12345678901234; almost 4111 1111 1111 1112";
+
+/// The `leak` tools' result.
+pub fn leak_result() -> serde_json::Value {
+    serde_json::json!({"content": [{"type": "text", "text": LEAK_TEXT}],
+        "structuredContent": {"card": 4111111111111111u64, "ts": 1732300000000000000u64}})
+}
 
 pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"0"}}}"#;
 
@@ -363,6 +379,12 @@ impl Scripted {
             (Some("tools/call"), Some("die")) => sse("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n".into()),
             (Some("tools/call"), Some("wrong_id")) => json(200, serde_json::json!({"jsonrpc":"2.0","id":"other","result":{}}), None),
             (Some("tools/call"), Some("http400")) => json(400, serde_json::json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Bad Request: Server not initialized"}}), None),
+            (Some("tools/call"), Some("leak")) => json(200, serde_json::json!({"jsonrpc":"2.0","id":id,"result":leak_result()}), None),
+            (Some("tools/call"), Some("leak_sse")) => sse(format!(
+                "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progressToken\":1,\"progress\":1}}}}\n\nevent: message\ndata: {}\n\n",
+                serde_json::json!({"jsonrpc":"2.0","id":id,"result":leak_result()})
+            )),
+            (Some("tools/call"), Some("typed")) => json(200, serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"content":[],"structuredContent":{"price":msg["params"]["arguments"]["price"]}}}), None),
             (Some("tools/call"), Some("headers")) => {
                 let seen: serde_json::Map<_, _> = parts.headers.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.to_str().unwrap_or("?")))).collect();
                 json(200, serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"headers":seen}}), None)

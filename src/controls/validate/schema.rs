@@ -44,7 +44,7 @@ impl Schemas {
     ) -> Result<Value, ValidateError> {
         let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
         let schema = tool.get("inputSchema").unwrap_or(&Value::Null);
-        let validator = self.compiled(u, name, schema)?;
+        let validator = self.compiled(u, name, name, schema)?;
         let args: Value = match arguments {
             // The envelope scan already validated this JSON.
             Some(raw) => serde_json::from_slice(raw).map_err(|_| ValidateError::NotAnObject)?,
@@ -62,9 +62,22 @@ impl Schemas {
         Ok(args)
     }
 
+    /// The compiled `outputSchema` of `tool`, if it declares one (MCP-009). One that does not
+    /// compile refuses calls, as an input schema does: the result could not be checked.
+    pub fn output(&self, u: usize, tool: &Value) -> Result<Option<Arc<Validator>>, ValidateError> {
+        let Some(schema) = tool.get("outputSchema") else {
+            return Ok(None);
+        };
+        let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+        // Its own cache entry: NUL cannot occur in a valid tool name.
+        let key = format!("{name}\0output");
+        self.compiled(u, &key, name, schema).map(Some)
+    }
+
     fn compiled(
         &self,
         u: usize,
+        key: &str,
         name: &str,
         schema: &Value,
     ) -> Result<Arc<Validator>, ValidateError> {
@@ -74,7 +87,7 @@ impl Schemas {
             .ok_or_else(|| ValidateError::UnknownTool(name.to_owned()))?;
         let found = {
             let map = slot.read().unwrap_or_else(|p| p.into_inner());
-            map.get(name)
+            map.get(key)
                 .filter(|c| &c.source == schema)
                 .map(|c| c.validator.clone())
         };
@@ -83,10 +96,10 @@ impl Schemas {
             None => {
                 let v = compile(schema);
                 if let Err(why) = &v {
-                    tracing::error!(target: "palisade::validate", tool = name, error = %why, "tool input schema does not compile: calls to it are refused");
+                    tracing::error!(target: "palisade::validate", tool = name, error = %why, "tool schema does not compile: calls to it are refused");
                 }
                 slot.write().unwrap_or_else(|p| p.into_inner()).insert(
-                    name.into(),
+                    key.into(),
                     Compiled {
                         source: schema.clone(),
                         validator: v.clone(),
@@ -105,7 +118,7 @@ impl Schemas {
 /// Compiles a schema; only local references resolve (no network or file access).
 fn compile(schema: &Value) -> Result<Arc<Validator>, Arc<str>> {
     if !schema.is_object() {
-        return Err(Arc::from("inputSchema is missing or not an object"));
+        return Err(Arc::from("schema is missing or not an object"));
     }
     jsonschema::options()
         .build(schema)
