@@ -509,7 +509,10 @@ fn validate(e: &ValidateError) -> Mapping {
         rpc: rpc::INVALID_PARAMS,
         code,
         message: e.client_message(),
-        control: "validate",
+        control: match e {
+            ValidateError::Ssrf(_) => "ssrf",
+            _ => "validate",
+        },
         reason,
         in_band: true,
         deny: true,

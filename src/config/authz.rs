@@ -69,6 +69,10 @@ pub struct RawTool {
     /// Secret kinds this tool may return unredacted (`jwt`, `card`, … or `*`); see `[output]`.
     #[serde(default)]
     pub allow_secrets: Vec<String>,
+    /// Top-level arguments holding URLs, checked by `[ssrf]` (besides those whose schema says
+    /// `format: uri`).
+    #[serde(default)]
+    pub url_args: Vec<String>,
 }
 
 /// `[upstream.tools.args.NAME]`: rules for one top-level argument.
@@ -248,6 +252,8 @@ pub struct ToolMeta {
     pub args: Vec<(String, ArgRule)>,
     /// Secret kinds allowed in its results (bits of `controls::output::secrets::Kind`).
     pub allow_secrets: u16,
+    /// URL-valued arguments named in config.
+    pub url_args: Vec<String>,
 }
 
 pub(super) fn authz(raw: Option<RawAuthz>, e: &mut Errors) -> AuthzConfig {
@@ -365,6 +371,7 @@ pub(super) fn tools(p: &str, raw: Vec<RawTool>, e: &mut Errors) -> Vec<ToolMeta>
         }
         out.push(ToolMeta {
             allow_secrets,
+            url_args: t.url_args,
             name,
             roles: t.roles,
             security_level,

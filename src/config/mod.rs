@@ -10,6 +10,7 @@ mod jwt;
 mod output;
 mod policy;
 mod raw;
+mod ssrf;
 mod tls;
 mod validated;
 
@@ -28,6 +29,7 @@ pub use output::{OutputConfig, SecretMode};
 pub use policy::{
     compile as compile_policy, read as read_policy, PolicyConfig, ACTIONS as POLICY_ACTIONS,
 };
+pub use ssrf::SsrfConfig;
 pub use tls::{read_certs, read_key, TlsConfig};
 
 pub use raw::RawConfig;

@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// Checks on tool results: output schemas, secrets.
     #[serde(default)]
     pub output: super::output::RawOutput,
+    /// Which URLs tool arguments may name.
+    #[serde(default)]
+    pub ssrf: super::ssrf::RawSsrf,
     /// More listeners besides `listen` (e.g. a public TLS one), each with its own TLS,
     /// default authentication and set of routes.
     #[serde(default)]

@@ -46,6 +46,8 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     /// `[output]`.
     pub output: super::OutputConfig,
+    /// `[ssrf]`.
+    pub ssrf: super::SsrfConfig,
     /// The built-in token issuer.
     pub issuer: Option<super::IssuerConfig>,
     /// `dangerous.allow_unauthenticated_non_loopback`.
@@ -565,6 +567,7 @@ impl Config {
                  Add [authz] with roles (see README, Authorization)",
             );
         }
+        let ssrf = super::ssrf::ssrf(raw.ssrf, &mut e);
         if upstreams.is_empty() && e.0.is_empty() {
             e.push("upstream", "at least one [[upstream]] is required");
         }
@@ -584,6 +587,7 @@ impl Config {
             auth,
             idempotency,
             output: super::output::output(raw.output),
+            ssrf,
             issuer,
             allow_unauthenticated_non_loopback: allow_open,
             upstreams,

@@ -10,4 +10,5 @@ pub mod origin;
 pub mod output;
 pub mod policy;
 pub mod session;
+pub mod ssrf;
 pub mod validate;

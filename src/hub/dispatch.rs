@@ -142,6 +142,7 @@ impl Hub {
                     let name = named.as_ref().map_or("", |(_, n)| n);
                     let tools = self.conn(u, s).await?.list(ListKind::Tools).await?;
                     let (tool, args) = self.validate_call(u, &tools, name, env, access)?;
+                    self.guard_urls(u, name, tool, &args, access).await?;
                     check = self.output_check(u, name, tool, access, request_id)?;
                     if modern {
                         // 2026-07-28: the `Mcp-Param-*` headers must say what the arguments

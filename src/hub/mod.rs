@@ -167,6 +167,8 @@ pub struct Hub {
     rules: crate::controls::validate::Rules,
     /// `[output] secrets`.
     secret_mode: crate::config::SecretMode,
+    /// `[ssrf]`.
+    ssrf: crate::config::SsrfConfig,
     /// Route index of `/mcp`.
     pub route: usize,
 }
@@ -217,6 +219,7 @@ impl Hub {
             schemas: crate::controls::validate::Schemas::new(config.upstreams.len()),
             rules: crate::controls::validate::Rules::new(config),
             secret_mode: config.output.secrets,
+            ssrf: config.ssrf.clone(),
             route: config.upstreams.len(),
         }
     }
@@ -351,8 +354,31 @@ impl Hub {
     ) -> Result<Option<crate::controls::output::Check>, HubError> {
         let conn = self.conn_for(u, Owner::Shared, b"{}").await?;
         let tools = conn.list(conn::ListKind::Tools).await?;
-        let (tool, _) = self.validate_call(u, &tools, name, env, access)?;
+        let (tool, args) = self.validate_call(u, &tools, name, env, access)?;
+        self.guard_urls(u, name, tool, &args, access).await?;
         self.output_check(u, name, tool, access, request_id)
+    }
+
+    /// The SSRF guard on a call's URL arguments (by schema `format: uri` and config).
+    pub(crate) async fn guard_urls(
+        &self,
+        u: usize,
+        name: &str,
+        tool: &serde_json::Value,
+        args: &serde_json::Value,
+        access: &crate::controls::authz::Access<'_>,
+    ) -> Result<(), HubError> {
+        let configured = access
+            .authz
+            .tool_meta(u, name)
+            .map_or(&[][..], |m| &m.url_args);
+        let names = crate::controls::ssrf::url_args(tool, configured);
+        if names.is_empty() {
+            return Ok(());
+        }
+        crate::controls::ssrf::check_args(&self.ssrf, &names, args)
+            .await
+            .map_err(|e| HubError::Validate(e.into()))
     }
 
     /// The checks on the result of a call to upstream `u`'s tool `name` (definition `tool`),

@@ -215,6 +215,8 @@ fn scripted_tools(id: &serde_json::Value) -> serde_json::Value {
             "echo" => serde_json::json!({"name": n, "inputSchema": {"type": "object",
                 "properties": {"text": {"type": "string"}}, "required": ["text"]}}),
             "broken" => serde_json::json!({"name": n, "inputSchema": {"type": 12}}),
+            "fetch" => serde_json::json!({"name": n, "inputSchema": {"type": "object",
+                "properties": {"url": {"type": "string", "format": "uri"}}}}),
             "typed" => serde_json::json!({"name": n, "inputSchema": {"type": "object"},
                 "outputSchema": {"type": "object", "properties": {"price": {"type": "number"}},
                     "required": ["price"]}}),
@@ -244,6 +246,7 @@ const SCRIPTED_TOOLS: &[&str] = &[
     "leak",
     "leak_sse",
     "typed",
+    "fetch",
 ];
 
 /// What the scripted `leak` tools answer: one secret of each kind, and lookalikes that are not

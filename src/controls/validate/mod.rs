@@ -55,6 +55,9 @@ pub enum ValidateError {
         /// Which check.
         reason: &'static str,
     },
+    /// A URL argument names a place the upstream must not be sent (MCP-016).
+    #[error(transparent)]
+    Ssrf(#[from] crate::controls::ssrf::SsrfError),
     /// The tool's schema does not compile: calls to it are refused.
     #[error("tool {tool:?} has a schema that does not compile: {why}")]
     BrokenSchema {
@@ -77,6 +80,7 @@ impl ValidateError {
             ValidateError::BrokenSchema { .. } => (McpCode::InvalidArgs, "schema_uncompilable"),
             ValidateError::Rule { reason, .. } => (McpCode::InvalidArgs, reason),
             ValidateError::Symbol { reason, .. } => (McpCode::InvalidSymbol, reason),
+            ValidateError::Ssrf(e) => (McpCode::SsrfBlocked, e.reason()),
         }
     }
 
@@ -87,6 +91,7 @@ impl ValidateError {
             ValidateError::PrototypeKey(_) => "Invalid params: forbidden key",
             ValidateError::ToolName(_) => "Invalid params: tool name",
             ValidateError::Symbol { .. } => "Invalid symbol",
+            ValidateError::Ssrf(_) => "URL not allowed",
             _ => "Invalid params",
         }
     }
@@ -97,6 +102,7 @@ impl ValidateError {
             ValidateError::Arguments { path, .. }
             | ValidateError::Rule { path, .. }
             | ValidateError::Symbol { path, .. } => Some(path),
+            ValidateError::Ssrf(e) => Some(e.path()),
             _ => None,
         }
     }
