@@ -438,12 +438,18 @@ async fn mcp(
             } else {
                 // Otherwise the original bytes go to the route's upstream, with the upstream's
                 // credentials, never the client's.
+                // A tool's own `timeout_secs` bounds the wait for the answer.
+                let limit = env
+                    .param_str("name")
+                    .filter(|_| env.method() == Some("tools/call"))
+                    .and_then(|n| gw.authz.tool_meta(route, &n).and_then(|t| t.timeout));
                 let resp = upstream()?
-                    .send(
+                    .send_within(
                         Method::POST,
                         &parts.headers,
                         session.upstream_id(),
                         env.bytes().clone(),
+                        limit,
                     )
                     .await?;
                 // 12. Response checks: exactly one response per id; our session id replaces

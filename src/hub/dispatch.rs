@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, ListKind};
 use super::link::Answer;
-use super::relay::{Call, ParkSpot, Relay};
+use super::relay::{Call, Guards, ParkSpot, Relay};
 use super::session::{HubSession, Waiter};
 use super::wire::{self, ParamEdits};
 use super::{era, mrtr, names, pages, rounds, Hub, HubError, View};
@@ -137,13 +137,14 @@ impl Hub {
                 // the tool's own schema, before anything reaches the upstream.
                 let named = target_name(m, env, edits.as_deref());
                 access.check(m, Some(u), named.as_ref().map(|(k, n)| k.item(n)))?;
-                let mut check = None;
+                let mut guards = Guards::default();
                 if m == "tools/call" {
                     let name = named.as_ref().map_or("", |(_, n)| n);
                     let tools = self.conn(u, s).await?.list(ListKind::Tools).await?;
                     let (tool, args) = self.validate_call(u, &tools, name, env, access)?;
                     self.guard_urls(u, name, tool, &args, access).await?;
-                    check = self.output_check(u, name, tool, access, request_id)?;
+                    guards.output = self.output_check(u, name, tool, access, request_id)?;
+                    guards.timeout = access.authz.tool_meta(u, name).and_then(|t| t.timeout);
                     if modern {
                         // 2026-07-28: the `Mcp-Param-*` headers must say what the arguments
                         // say, for those the tool's schema annotates with `x-mcp-header`.
@@ -155,11 +156,11 @@ impl Hub {
                     if let Some(state) = env.params().and_then(|p| wire::member(p, "requestState"))
                     {
                         return self
-                            .resume(u, env, id, edits, state, s, request_id, check)
+                            .resume(u, env, id, edits, state, s, request_id, guards)
                             .await;
                     }
                 }
-                self.call(u, env, env.params(), 0, id, edits, s, request_id, check)
+                self.call(u, env, env.params(), 0, id, edits, s, request_id, guards)
                     .await
             }
         }
@@ -406,7 +407,7 @@ impl Hub {
         name: Option<String>,
         s: &Arc<HubSession>,
         request_id: &str,
-        check: Option<Check>,
+        guards: Guards,
     ) -> Result<Reply, HubError> {
         let method = env.method().unwrap_or_default();
         let client_token = params
@@ -450,7 +451,8 @@ impl Hub {
             up_id,
             rounds,
             sent,
-            check,
+            check: guards.output,
+            timeout: guards.timeout,
         };
         self.follow(call, answer, env, id, client_token, s, request_id)
             .await
@@ -477,10 +479,12 @@ impl Hub {
             rounds,
             sent,
             check,
+            timeout,
         } = call;
         let method = env.method().unwrap_or_default();
         s.begin(id, &conn, up_id);
-        let idle = self.ups[u].timeout;
+        // A tool's own `timeout_secs`, else the upstream's.
+        let idle = timeout.unwrap_or(self.ups[u].timeout);
         // 2026-07-28: a client that goes away cancels its request ("Cancellation"). Should this
         // future be dropped while waiting (the client's connection closed), the guard tells
         // the upstream.
@@ -575,7 +579,7 @@ impl Hub {
         state: &[u8],
         s: &Arc<HubSession>,
         request_id: &str,
-        check: Option<Check>,
+        guards: Guards,
     ) -> Result<Reply, HubError> {
         let state: String =
             serde_json::from_slice(state).map_err(|_| mrtr::StateError::Malformed)?;
@@ -610,7 +614,7 @@ impl Hub {
                         name,
                         s,
                         request_id,
-                        check,
+                        guards,
                     )
                     .await;
             }
@@ -645,7 +649,8 @@ impl Hub {
             up_id: live.up_id,
             rounds: p.rounds,
             sent: None,
-            check,
+            check: guards.output,
+            timeout: guards.timeout,
         };
         self.follow(call, live.answer, env, id, client_token, s, request_id)
             .await

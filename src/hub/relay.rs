@@ -27,6 +27,16 @@ pub(super) struct Call {
     pub sent: Option<Vec<u8>>,
     /// Checks on a tool call's result.
     pub check: Option<crate::controls::output::Check>,
+    /// The tool's own `timeout_secs`, when configured.
+    pub timeout: Option<Duration>,
+}
+
+/// What a tool call carries besides its message: the checks on its result and its own time
+/// limit.
+#[derive(Debug, Default)]
+pub(super) struct Guards {
+    pub output: Option<crate::controls::output::Check>,
+    pub timeout: Option<Duration>,
 }
 
 /// What parking a 2026-07-28 client's call needs.

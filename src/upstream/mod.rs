@@ -140,6 +140,20 @@ impl Upstream {
         session: Option<&HeaderValue>,
         body: Bytes,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        self.send_within(method, client_headers, session, body, None)
+            .await
+    }
+
+    /// [`Upstream::send`] with its own time limit for the answer's headers (a tool's
+    /// `timeout_secs`), instead of the upstream's.
+    pub async fn send_within(
+        &self,
+        method: Method,
+        client_headers: &HeaderMap,
+        session: Option<&HeaderValue>,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let mut req = Request::builder().method(method).uri(self.uri.clone());
         let h = req.headers_mut().expect("builder has no error yet");
         for (name, value) in client_headers {
@@ -166,7 +180,8 @@ impl Upstream {
         let req = req
             .body(Full::new(body))
             .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let limit = timeout.unwrap_or(self.timeout);
+        match tokio::time::timeout(limit, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(UpstreamError::Unreachable(error_chain(&e))),
             Err(_) => Err(UpstreamError::Timeout),

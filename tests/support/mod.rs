@@ -247,6 +247,7 @@ const SCRIPTED_TOOLS: &[&str] = &[
     "leak_sse",
     "typed",
     "fetch",
+    "hang",
 ];
 
 /// What the scripted `leak` tools answer: one secret of each kind, and lookalikes that are not
@@ -382,6 +383,10 @@ impl Scripted {
             (Some("tools/call"), Some("die")) => sse("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n".into()),
             (Some("tools/call"), Some("wrong_id")) => json(200, serde_json::json!({"jsonrpc":"2.0","id":"other","result":{}}), None),
             (Some("tools/call"), Some("http400")) => json(400, serde_json::json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Bad Request: Server not initialized"}}), None),
+            (Some("tools/call"), Some("hang")) => {
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
             (Some("tools/call"), Some("leak")) => json(200, serde_json::json!({"jsonrpc":"2.0","id":id,"result":leak_result()}), None),
             (Some("tools/call"), Some("leak_sse")) => sse(format!(
                 "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progressToken\":1,\"progress\":1}}}}\n\nevent: message\ndata: {}\n\n",
