@@ -4,7 +4,7 @@
 //! A URL is parsed by the WHATWG parser of the `url` crate, which normalises every IPv4 spelling
 //! browsers accept (decimal `2130706433`, octal `0177.0.0.1`, hex `0x7f.1`, short `127.1`) and
 //! IPv6 literals; IPv4-mapped, IPv4-compatible and NAT64 IPv6 addresses are checked as the IPv4
-//! address they carry. Then: scheme `http`/`https` only, port on the allow list, host not on
+//! address they carry. `data:` URLs fetch nothing and pass. Then: scheme `http`/`https` only, port on the allow list, host not on
 //! the deny list (and on the allow list when there is one), and every address the name
 //! resolves to outside the blocked ranges (loopback, private, link-local and cloud metadata,
 //! CGNAT, multicast, unspecified, broadcast, reserved, unique-local). A name that does not
@@ -140,6 +140,15 @@ pub async fn check_args(
 
 /// Checks one URL; `path` names it in errors.
 pub async fn check_url(config: &SsrfConfig, text: &str, path: &str) -> Result<(), SsrfError> {
+    // `data:` URLs carry their content; nothing is fetched (server-everything's
+    // `gzip-file-as-resource` takes one).
+    if text
+        .trim_start()
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("data:"))
+    {
+        return Ok(());
+    }
     let (host, port) = parse(config, text, path)?;
     let addrs: Vec<IpAddr> = match host {
         url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],

@@ -84,6 +84,10 @@ async fn public_addresses_pass_and_allow_cidrs_exempt() {
     ] {
         assert_eq!(check_url(&cfg(), url, "/u").await, Ok(()), "{url}");
     }
+    assert_eq!(
+        check_url(&cfg(), "data:text/plain;base64,aGVsbG8=", "/u").await,
+        Ok(())
+    );
     let mut c = cfg();
     c.allow_cidrs = vec!["10.1.0.0/16".parse().unwrap()];
     assert_eq!(check_url(&c, "http://10.1.2.3/", "/u").await, Ok(()));
