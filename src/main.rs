@@ -70,6 +70,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// Tool pinning: review and approve tool definitions the gateway withheld.
+    Tools {
+        #[command(subcommand)]
+        cmd: ToolsCmd,
+    },
     /// Internal: the sandboxing supervisor the gateway starts each stdio upstream through.
     #[command(hide = true)]
     StdioExec(palisade::sandbox::ExecArgs),
@@ -135,6 +140,50 @@ enum ConfigCmd {
     },
     /// Print the JSON Schema of the configuration file.
     Schema,
+}
+
+/// Where the pins are: the `[pinning]` of a config file, or the defaults in a data directory.
+#[derive(clap::Args)]
+struct PinsAt {
+    /// The gateway's configuration file (its `[pinning]` and `data_dir`).
+    #[arg(long, env = "PALISADE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of a gateway run without a config file.
+    #[arg(long, env = "PALISADE_DATA_DIR", default_value = "palisade-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum ToolsCmd {
+    /// Show the definitions withheld (changed since approval, not yet approved, or flagged)
+    /// and what changed in each.
+    Pending {
+        #[command(flatten)]
+        at: PinsAt,
+    },
+    /// Approve withheld definitions as they are now; the running gateway shows them again
+    /// within a second.
+    Approve {
+        #[command(flatten)]
+        at: PinsAt,
+        /// Only this upstream's.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Only these tools (repeatable; default all pending ones).
+        #[arg(long)]
+        tool: Vec<String>,
+    },
+}
+
+fn pinning_of(at: &PinsAt) -> anyhow::Result<config::PinningConfig> {
+    Ok(match &at.config {
+        Some(f) => {
+            config::load_file(f, &env_var, &Overrides::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .pinning
+        }
+        None => config::PinningConfig::defaults(&at.data_dir),
+    })
 }
 
 #[derive(Subcommand)]
@@ -295,6 +344,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Tools {
+            cmd: ToolsCmd::Pending { at },
+        } => {
+            let text = palisade::controls::pinning::review::pending(&pinning_of(&at)?)
+                .map_err(anyhow::Error::msg)?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Tools {
+            cmd: ToolsCmd::Approve { at, upstream, tool },
+        } => {
+            let text = palisade::controls::pinning::review::approve(
+                &pinning_of(&at)?,
+                upstream.as_deref(),
+                &tool,
+                unix_now(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Policy {
             cmd:
                 PolicyCmd::Eval {

@@ -145,7 +145,24 @@ pub async fn start(
         config.data_dir.clone(),
         trust.clone(),
     ));
-    let hub = crate::hub::Hub::new(&config, &routes, audit.clone());
+    // Tool pins: a pin file that cannot be read stops the start (fail closed); approvals
+    // written by `palisade tools approve` are picked up by the watcher.
+    let pins = Arc::new(
+        crate::controls::pinning::Pins::new(
+            config.pinning.clone(),
+            config
+                .upstreams
+                .iter()
+                .map(|u| Arc::from(u.name.as_str()))
+                .collect(),
+            audit.clone(),
+        )
+        .map_err(|e| format!("tool pins: {e}"))?,
+    );
+    if pins.active() {
+        tokio::spawn(pins.clone().watch());
+    }
+    let hub = crate::hub::Hub::new(&config, &routes, audit.clone(), pins);
     let gw = Arc::new(Gateway {
         origin: origins[0].clone(),
         origins,

@@ -511,6 +511,7 @@ fn validate(e: &ValidateError) -> Mapping {
         message: e.client_message(),
         control: match e {
             ValidateError::Ssrf(_) => "ssrf",
+            ValidateError::Withheld { .. } => "pinning",
             _ => "validate",
         },
         reason,

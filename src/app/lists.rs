@@ -14,6 +14,7 @@ use super::error::Rejection;
 use super::pipeline::Outcome;
 use super::Shared;
 use crate::controls::authz::{Access, Item};
+use crate::controls::pinning::{Verdict, Withheld};
 use crate::proto::sse;
 use crate::upstream::{self, RelayEnd, ResponseError};
 
@@ -36,8 +37,24 @@ pub(super) async fn filter(
     access: &Access<'_>,
     u: usize,
 ) -> Result<Outcome, Rejection> {
-    let keep = |item: &Value| visible(access, u, member, item);
-    match out {
+    // Tools are also judged by pinning, as this client was shown them, with the server
+    // instructions the gateway's own session got.
+    let instructions = match member {
+        "tools" if gw.hub.pins().active() => Some(gw.hub.proxied_instructions(u).await?),
+        _ => None,
+    };
+    let changed = std::sync::atomic::AtomicBool::new(false);
+    let keep = |item: &Value| {
+        let pinned = instructions.as_ref().is_none_or(|i| {
+            let v = gw.hub.pins().verdict(u, i.as_deref(), item);
+            if v == Verdict::Withheld(Withheld::Changed) {
+                changed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            v == Verdict::Pass
+        });
+        pinned && visible(access, u, member, item)
+    };
+    let filtered = match out {
         Outcome::Done(resp, n) => {
             let (parts, b) = resp.into_parts();
             let bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
@@ -89,7 +106,11 @@ pub(super) async fn filter(
             ))
         }
         other => Ok(other),
+    };
+    if changed.into_inner() {
+        gw.hub.forget_proxied_tools(u).await;
     }
+    filtered
 }
 
 /// The message with hidden items removed from `result.{member}`, or `None` when it is not a

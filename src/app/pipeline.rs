@@ -33,6 +33,7 @@ use crate::controls::idempotency::{Claim, Stored};
 use crate::controls::output::Check;
 use crate::controls::session::{Binding, SessionError};
 use crate::controls::{body as request_body, mirror, session, validate};
+use crate::hub::Guards;
 use crate::hub::StreamEnd;
 use crate::issuer::Endpoint;
 use crate::proto::{codes, Envelope, Id, Kind};
@@ -393,11 +394,16 @@ async fn mcp(
             };
             // Notifications too: a `tools/call` sent without an id is still a call to the
             // upstream, which may act on it. (The hub acts only on the notifications it knows.)
-            // A call's result is checked on its way back (output schema, secrets): `check`.
-            let mut check = None;
+            // A call's result is checked on its way back (output schema, secrets), and waited
+            // for no longer than the tool's own limit: `guards`.
+            let mut guards = Guards::default();
             if gw.hub.view(route).is_none() && env.kind() != Kind::Response {
-                check = authorize_proxied(gw, &access, route, &env, request_id).await?;
+                guards = authorize_proxied(gw, &access, route, &env, request_id).await?;
             }
+            let Guards {
+                output: check,
+                timeout: limit,
+            } = guards;
             // 10. Idempotency: a repeated key answers from the store, never calling the upstream
             //     twice; the same key with another request is refused.
             let keyed = parts.headers.contains_key("idempotency-key");
@@ -438,11 +444,7 @@ async fn mcp(
             } else {
                 // Otherwise the original bytes go to the route's upstream, with the upstream's
                 // credentials, never the client's.
-                // A tool's own `timeout_secs` bounds the wait for the answer.
-                let limit = env
-                    .param_str("name")
-                    .filter(|_| env.method() == Some("tools/call"))
-                    .and_then(|n| gw.authz.tool_meta(route, &n).and_then(|t| t.timeout));
+                // A tool's own `timeout_secs` bounds the wait for the answer (`limit`).
                 let resp = upstream()?
                     .send_within(
                         Method::POST,
@@ -536,7 +538,7 @@ async fn authorize_proxied(
     route: usize,
     env: &Envelope,
     request_id: &str,
-) -> Result<Option<Check>, Rejection> {
+) -> Result<Guards, Rejection> {
     let method = env.method().unwrap_or_default();
     let named = crate::hub::target_name(method, env, None);
     if method == "tools/call" && named.is_none() {
@@ -546,9 +548,9 @@ async fn authorize_proxied(
     match (&named, method) {
         (Some((_, name)), "tools/call") => Ok(gw
             .hub
-            .validate_proxied_call(route, name, env, access, request_id)
+            .prepare_proxied_call(route, name, env, access, request_id)
             .await?),
-        _ => Ok(None),
+        _ => Ok(Guards::default()),
     }
 }
 

@@ -84,6 +84,40 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// A record of something the gateway did or saw outside a client request (a child
+    /// process's life, a tool definition's change): now, no client, no HTTP exchange. The
+    /// caller fills in what it knows.
+    pub fn event(
+        transport: &'static str,
+        control: &'static str,
+        reason: &'static str,
+        decision: Decision,
+    ) -> AuditRecord {
+        AuditRecord {
+            ts_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            request_id: Text::default(),
+            principal: Text::default(),
+            auth_method: Text::default(),
+            client_ip: Text::default(),
+            transport: Text::fixed(transport),
+            upstream: None,
+            http_method: Text::default(),
+            rpc_method: None,
+            tool: None,
+            input_hash: None,
+            decision,
+            control: Text::fixed(control),
+            reason: Text::fixed(reason),
+            status: 0,
+            error_code: None,
+            duration_us: 0,
+            input_bytes: 0,
+            output_bytes: 0,
+        }
+    }
+
     /// The bytes the hash chain covers: the record as JSON with fields in declaration order,
     /// exactly as `serde_json::to_vec` writes it (the form every existing record was chained
     /// with; a property test holds the two equal).

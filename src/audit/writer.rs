@@ -75,6 +75,20 @@ impl AuditHandle {
         }
     }
 
+    /// Writes an event record in the background (its producer must not wait for the queue);
+    /// when the queue stays full it is lost, and that is logged.
+    pub fn write_later(&self, record: AuditRecord) {
+        let audit = self.clone();
+        tokio::spawn(async move {
+            match audit.reserve().await {
+                Ok(slot) => slot.write(record),
+                Err(_) => {
+                    tracing::error!(target: "palisade::audit", control = %record.control, reason = %record.reason, "audit queue full: event lost")
+                }
+            }
+        });
+    }
+
     /// A handle whose records are counted and dropped (unit tests of controls that audit).
     #[cfg(test)]
     pub(crate) fn for_tests() -> (AuditHandle, std::sync::Arc<std::sync::atomic::AtomicUsize>) {

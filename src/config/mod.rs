@@ -8,6 +8,7 @@ mod hub;
 mod issuer;
 mod jwt;
 mod output;
+mod pinning;
 mod policy;
 mod raw;
 mod ssrf;
@@ -26,6 +27,7 @@ pub use hub::{
 pub use issuer::{IssuerClient, IssuerConfig, IssuerUser};
 pub use jwt::{JwtConfig, JwtKey};
 pub use output::{OutputConfig, SecretMode};
+pub use pinning::{PinMode, PinningConfig, Suspicious, DEFAULT_MARKERS};
 pub use policy::{
     compile as compile_policy, read as read_policy, PolicyConfig, ACTIONS as POLICY_ACTIONS,
 };

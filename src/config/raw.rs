@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// Which URLs tool arguments may name.
     #[serde(default)]
     pub ssrf: super::ssrf::RawSsrf,
+    /// Tool pinning: which tool definitions are trusted.
+    #[serde(default)]
+    pub pinning: super::pinning::RawPinning,
     /// More listeners besides `listen` (e.g. a public TLS one), each with its own TLS,
     /// default authentication and set of routes.
     #[serde(default)]

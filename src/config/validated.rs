@@ -48,6 +48,8 @@ pub struct Config {
     pub output: super::OutputConfig,
     /// `[ssrf]`.
     pub ssrf: super::SsrfConfig,
+    /// `[pinning]`.
+    pub pinning: super::PinningConfig,
     /// The built-in token issuer.
     pub issuer: Option<super::IssuerConfig>,
     /// `dangerous.allow_unauthenticated_non_loopback`.
@@ -194,6 +196,7 @@ pub struct UpstreamOAuth {
     pub token_exchange: bool,
 }
 
+#[derive(Default)]
 pub(super) struct Errors(pub(super) Vec<ConfigError>);
 
 impl Errors {
@@ -568,6 +571,7 @@ impl Config {
             );
         }
         let ssrf = super::ssrf::ssrf(raw.ssrf, &mut e);
+        let pinning = super::pinning::pinning(raw.pinning, &data_dir, &mut e);
         if upstreams.is_empty() && e.0.is_empty() {
             e.push("upstream", "at least one [[upstream]] is required");
         }
@@ -588,6 +592,7 @@ impl Config {
             idempotency,
             output: super::output::output(raw.output),
             ssrf,
+            pinning,
             issuer,
             allow_unauthenticated_non_loopback: allow_open,
             upstreams,

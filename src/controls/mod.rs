@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod mirror;
 pub mod origin;
 pub mod output;
+pub mod pinning;
 pub mod policy;
 pub mod session;
 pub mod ssrf;

@@ -18,7 +18,7 @@ use super::wire::{self, ParamEdits};
 use super::{era, mrtr, names, pages, rounds, Hub, HubError, View};
 use crate::controls::authz::{Access, Item};
 use crate::controls::output::{Check, Verdict};
-use crate::controls::validate::{self, ValidateError};
+
 use crate::proto::{codes, Envelope, Id, Kind};
 
 /// The hub's answer to one POST.
@@ -140,17 +140,18 @@ impl Hub {
                 let mut guards = Guards::default();
                 if m == "tools/call" {
                     let name = named.as_ref().map_or("", |(_, n)| n);
-                    let tools = self.conn(u, s).await?.list(ListKind::Tools).await?;
-                    let (tool, args) = self.validate_call(u, &tools, name, env, access)?;
-                    self.guard_urls(u, name, tool, &args, access).await?;
-                    guards.output = self.output_check(u, name, tool, access, request_id)?;
-                    guards.timeout = access.authz.tool_meta(u, name).and_then(|t| t.timeout);
+                    let conn = self.conn(u, s).await?;
+                    let tools = conn.list(ListKind::Tools).await?;
+                    let call = self
+                        .prepare_call(u, &conn, &tools, name, env, access, request_id)
+                        .await?;
                     if modern {
                         // 2026-07-28: the `Mcp-Param-*` headers must say what the arguments
                         // say, for those the tool's schema annotates with `x-mcp-header`.
-                        let schema = tool.get("inputSchema").unwrap_or(&Value::Null);
-                        crate::controls::mirror::check_params(headers, Some(&args), schema)?;
+                        let schema = call.tool.get("inputSchema").unwrap_or(&Value::Null);
+                        crate::controls::mirror::check_params(headers, Some(&call.args), schema)?;
                     }
+                    guards = call.guards;
                 }
                 if modern && mrtr::may_ask(m) {
                     if let Some(state) = env.params().and_then(|p| wire::member(p, "requestState"))
@@ -212,7 +213,7 @@ impl Hub {
         let lists = futures_util::future::join_all(conns.iter().map(|(_, c)| c.list(kind))).await;
         let mut items = Vec::new();
         let mut seen = HashSet::new();
-        for ((u, _), list) in conns.iter().zip(lists) {
+        for ((u, conn), list) in conns.iter().zip(lists) {
             let up = &self.ups[*u].name;
             let list = match list {
                 Ok(l) => l,
@@ -221,7 +222,24 @@ impl Hub {
                     continue;
                 }
             };
-            for item in list.iter().filter(|i| visible(access, *u, kind, i)) {
+            // Tools withheld by pinning are not shown (calls to them are refused too).
+            let pins = match kind {
+                ListKind::Tools => {
+                    self.pins
+                        .verdicts(*u, &list, super::prepare::instructions(conn))
+                }
+                _ => None,
+            };
+            let pinned = |i: &Value| {
+                pins.as_ref().is_none_or(|v| {
+                    let name = i.get("name").and_then(Value::as_str).unwrap_or_default();
+                    v.get(name) == Some(&crate::controls::pinning::Verdict::Pass)
+                })
+            };
+            for item in list
+                .iter()
+                .filter(|i| pinned(i) && visible(access, *u, kind, i))
+            {
                 let mut item = item.clone();
                 let key = match kind {
                     ListKind::Tools | ListKind::Prompts => {
@@ -260,31 +278,6 @@ impl Hub {
             }
         }
         Ok(items)
-    }
-
-    /// Checks a call's arguments against the tool's `inputSchema` from `tools` (the upstream's
-    /// list as this caller's upstream session sees it), then against the configured finance
-    /// rules. A tool missing from the list is unknown: nothing reaches the upstream. Returns
-    /// the tool's definition and the parsed arguments.
-    pub(super) fn validate_call<'t>(
-        &self,
-        u: usize,
-        tools: &'t [Value],
-        name: &str,
-        env: &Envelope,
-        access: &Access<'_>,
-    ) -> Result<(&'t Value, Value), HubError> {
-        let tool = validate::find_tool(tools, name)
-            .ok_or_else(|| ValidateError::UnknownTool(name.to_owned()))?;
-        // The policies see the tool's definition (its annotations) before anything else.
-        access.check_call(u, name, tool)?;
-        let raw = env.params().and_then(|p| wire::member(p, "arguments"));
-        let args = self.schemas.check(u, tool, raw)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        self.rules.check(u, name, raw, now)?;
-        Ok((tool, args))
     }
 
     /// Which upstream a request goes to, and how its params change on the way.

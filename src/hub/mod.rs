@@ -17,6 +17,7 @@ pub mod mrtr;
 pub mod names;
 pub mod pages;
 pub mod pool;
+mod prepare;
 mod relay;
 pub mod rounds;
 pub mod session;
@@ -24,6 +25,7 @@ pub mod stdio;
 pub mod wire;
 
 pub use dispatch::{target_name, Named, Reply, StreamEnd};
+pub use relay::Guards;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -169,6 +171,8 @@ pub struct Hub {
     secret_mode: crate::config::SecretMode,
     /// `[ssrf]`.
     ssrf: crate::config::SsrfConfig,
+    /// Tool pinning.
+    pins: Arc<crate::controls::pinning::Pins>,
     /// Route index of `/mcp`.
     pub route: usize,
 }
@@ -184,7 +188,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Hub {
     /// Builds the hub over the gateway's upstreams (`routes[i]` is upstream `i`'s HTTP client;
     /// unused for stdio ones).
-    pub fn new(config: &Config, routes: &[Arc<Upstream>], audit: AuditHandle) -> Hub {
+    pub fn new(
+        config: &Config,
+        routes: &[Arc<Upstream>],
+        audit: AuditHandle,
+        pins: Arc<crate::controls::pinning::Pins>,
+    ) -> Hub {
         let ups = config
             .upstreams
             .iter()
@@ -220,6 +229,7 @@ impl Hub {
             rules: crate::controls::validate::Rules::new(config),
             secret_mode: config.output.secrets,
             ssrf: config.ssrf.clone(),
+            pins,
             route: config.upstreams.len(),
         }
     }
@@ -316,6 +326,8 @@ impl Hub {
         while self.children.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Pins first seen and withheld definitions reach their files before the exit.
+        self.pins.flush().await;
     }
 
     /// Each upstream's state for `/readyz`: `true` when it has a live session or answers.
@@ -339,77 +351,6 @@ impl Hub {
             out.push((u.name.clone(), state));
         }
         out
-    }
-
-    /// Checks a call to `name` on a proxied (byte-forwarding) route against the tool's schema,
-    /// from the list upstream `u` gives the gateway's own upstream session (kept fresh by its
-    /// `list_changed` notifications).
-    pub async fn validate_proxied_call(
-        &self,
-        u: usize,
-        name: &str,
-        env: &Envelope,
-        access: &crate::controls::authz::Access<'_>,
-        request_id: &str,
-    ) -> Result<Option<crate::controls::output::Check>, HubError> {
-        let conn = self.conn_for(u, Owner::Shared, b"{}").await?;
-        let tools = conn.list(conn::ListKind::Tools).await?;
-        let (tool, args) = self.validate_call(u, &tools, name, env, access)?;
-        self.guard_urls(u, name, tool, &args, access).await?;
-        self.output_check(u, name, tool, access, request_id)
-    }
-
-    /// The SSRF guard on a call's URL arguments (by schema `format: uri` and config).
-    pub(crate) async fn guard_urls(
-        &self,
-        u: usize,
-        name: &str,
-        tool: &serde_json::Value,
-        args: &serde_json::Value,
-        access: &crate::controls::authz::Access<'_>,
-    ) -> Result<(), HubError> {
-        let configured = access
-            .authz
-            .tool_meta(u, name)
-            .map_or(&[][..], |m| &m.url_args);
-        let names = crate::controls::ssrf::url_args(tool, configured);
-        if names.is_empty() {
-            return Ok(());
-        }
-        crate::controls::ssrf::check_args(&self.ssrf, &names, args)
-            .await
-            .map_err(|e| HubError::Validate(e.into()))
-    }
-
-    /// The checks on the result of a call to upstream `u`'s tool `name` (definition `tool`),
-    /// or `None` when there is nothing to check.
-    pub(crate) fn output_check(
-        &self,
-        u: usize,
-        name: &str,
-        tool: &serde_json::Value,
-        access: &crate::controls::authz::Access<'_>,
-        request_id: &str,
-    ) -> Result<Option<crate::controls::output::Check>, HubError> {
-        use crate::controls::output::{Check, Context};
-        let schema = self.schemas.output(u, tool)?;
-        let allowed = access
-            .authz
-            .tool_meta(u, name)
-            .map_or(0, |m| m.allow_secrets);
-        let check = Check::new(
-            name,
-            schema,
-            self.secret_mode,
-            allowed,
-            Context {
-                audit: self.audit.clone(),
-                request_id: Text::copy(request_id),
-                principal: Text::copy(access.who.id()),
-                upstream: Text::copy(&self.ups[u].name),
-            },
-        );
-        Ok(check.is_active().then_some(check))
     }
 
     /// The upstream session of `u` for this downstream session, started if needed.
@@ -510,10 +451,18 @@ impl Hub {
             tracing::info!(target: "palisade::stdio", upstream = %upstream, status = %exit.status, after_ms = started.elapsed().as_millis() as u64, "child {reason}");
             // The child counts as running until its exit is in the audit queue, so that
             // shutdown, which waits for the count to reach zero, loses no exit event.
-            let record = event_record(&upstream, &label, "stdio_exit", reason, Decision::Allow);
+            let mut record = AuditRecord::event("stdio", "stdio_exit", reason, Decision::Allow);
+            record.request_id = Text::copy(&crate::app::new_request_id());
+            record.principal = Text::copy(&label);
+            record.upstream = Some(Text::copy(&upstream));
             let (audit, children) = (audit.clone(), children.clone());
             tokio::spawn(async move {
-                write_record(&audit, record).await;
+                match audit.reserve().await {
+                    Ok(slot) => slot.write(record),
+                    Err(_) => {
+                        tracing::error!(target: "palisade::audit", "audit queue full: stdio event lost")
+                    }
+                }
                 children.fetch_sub(1, Ordering::SeqCst);
             });
         });
@@ -552,49 +501,11 @@ fn write_event(
     reason: &'static str,
     decision: Decision,
 ) {
-    let audit = audit.clone();
-    let record = event_record(upstream, principal, control, reason, decision);
-    tokio::spawn(async move { write_record(&audit, record).await });
-}
-
-/// The audit record of a stdio event.
-fn event_record(
-    upstream: &str,
-    principal: &str,
-    control: &'static str,
-    reason: &'static str,
-    decision: Decision,
-) -> AuditRecord {
-    AuditRecord {
-        ts_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
-        request_id: Text::copy(&crate::app::new_request_id()),
-        principal: Text::copy(principal),
-        auth_method: Text::default(),
-        client_ip: Text::default(),
-        transport: Text::fixed("stdio"),
-        upstream: Some(Text::copy(upstream)),
-        http_method: Text::default(),
-        rpc_method: None,
-        tool: None,
-        input_hash: None,
-        decision,
-        control: Text::fixed(control),
-        reason: Text::fixed(reason),
-        status: 0,
-        error_code: None,
-        duration_us: 0,
-        input_bytes: 0,
-        output_bytes: 0,
-    }
-}
-
-async fn write_record(audit: &AuditHandle, record: AuditRecord) {
-    match audit.reserve().await {
-        Ok(slot) => slot.write(record),
-        Err(_) => tracing::error!(target: "palisade::audit", "audit queue full: stdio event lost"),
-    }
+    let mut record = AuditRecord::event("stdio", control, reason, decision);
+    record.request_id = Text::copy(&crate::app::new_request_id());
+    record.principal = Text::copy(principal);
+    record.upstream = Some(Text::copy(upstream));
+    audit.write_later(record);
 }
 
 /// Handles what an upstream sends outside any request: list changes refresh the merged view

@@ -34,8 +34,10 @@ pub(super) struct Call {
 /// What a tool call carries besides its message: the checks on its result and its own time
 /// limit.
 #[derive(Debug, Default)]
-pub(super) struct Guards {
+pub struct Guards {
+    /// Checks on the result.
     pub output: Option<crate::controls::output::Check>,
+    /// The tool's own time limit.
     pub timeout: Option<Duration>,
 }
 

@@ -34,7 +34,13 @@ async fn idle_upstream_sessions_are_reaped_at_their_limit_and_restarted_on_next_
         tokio::runtime::Handle::current(),
     )
     .unwrap();
-    let hub = Hub::new(&cfg, &routes, audit);
+    let pins = crate::controls::pinning::Pins::new(
+        cfg.pinning.clone(),
+        vec![Arc::from(cfg.upstreams[0].name.as_str())],
+        audit.clone(),
+    )
+    .unwrap();
+    let hub = Hub::new(&cfg, &routes, audit, Arc::new(pins));
     let alice = || Owner::Principal(Arc::from("alice"));
 
     let first = hub.conn_for(0, alice(), b"{}").await.unwrap();

@@ -206,12 +206,16 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
 
 const CATALOGUE: &str = "gateway-catalogue-session";
 
-/// The scripted upstream's `tools/list` answer: any arguments, except `echo` (a string `text`)
-/// and `broken` (a schema that does not compile).
-fn scripted_tools(id: &serde_json::Value) -> serde_json::Value {
+/// The scripted upstream's `tools/list` answer: any arguments, except `echo` (a string `text`;
+/// its description is whatever the test last set) and `broken` (a schema that does not
+/// compile).
+fn scripted_tools(id: &serde_json::Value, echo_description: &str) -> serde_json::Value {
     let tools: Vec<_> = SCRIPTED_TOOLS
         .iter()
         .map(|n| match *n {
+            "echo" if !echo_description.is_empty() => serde_json::json!({"name": n,
+                "description": echo_description, "inputSchema": {"type": "object",
+                "properties": {"text": {"type": "string"}}, "required": ["text"]}}),
             "echo" => serde_json::json!({"name": n, "inputSchema": {"type": "object",
                 "properties": {"text": {"type": "string"}}, "required": ["text"]}}),
             "broken" => serde_json::json!({"name": n, "inputSchema": {"type": 12}}),
@@ -267,6 +271,8 @@ pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params"
 pub struct Scripted {
     pub seen: Arc<AtomicUsize>,
     pub bodies: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    /// The description `echo` is listed with (a test changes it to play a rug pull).
+    pub echo_description: Arc<Mutex<String>>,
 }
 
 impl Scripted {
@@ -315,7 +321,9 @@ impl Scripted {
             Some("initialize") => reply(
                 serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"scripted","version":"0"}}}),
             ),
-            Some("tools/list") => reply(scripted_tools(&id)),
+            Some("tools/list") => {
+                reply(scripted_tools(&id, &self.echo_description.lock().unwrap()))
+            }
             _ => Response::builder()
                 .status(202)
                 .body(Full::new(Bytes::new()))
@@ -372,7 +380,7 @@ impl Scripted {
                 Some("upstream-secret-session"),
             ),
             (None, _) | (Some(_), _) if msg.get("id").is_none() => Response::builder().status(202).body(Full::new(Bytes::new())).unwrap(),
-            (Some("tools/list"), _) => json(200, scripted_tools(&id), None),
+            (Some("tools/list"), _) => json(200, scripted_tools(&id, &self.echo_description.lock().unwrap().clone()), None),
             (Some("tools/call"), Some("twice")) => sse(format!(
                 "id: p1\ndata:\n\nretry: 1000\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"n\":1}}}}\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"n\":2}}}}\n\n"
             )),

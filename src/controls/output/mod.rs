@@ -188,38 +188,14 @@ impl Check {
     }
 
     fn event(&self, decision: Decision, reason: &'static str) {
-        let record = AuditRecord {
-            ts_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-            request_id: self.cx.request_id.clone(),
-            principal: self.cx.principal.clone(),
-            auth_method: Text::default(),
-            client_ip: Text::default(),
-            transport: Text::fixed("output"),
-            upstream: Some(self.cx.upstream.clone()),
-            http_method: Text::default(),
-            rpc_method: Some(Text::fixed("tools/call")),
-            tool: Some(Text::copy(&self.tool)),
-            input_hash: None,
-            decision,
-            control: Text::fixed("output"),
-            reason: Text::fixed(reason),
-            status: 0,
-            error_code: (decision == Decision::Deny).then(|| Text::fixed("MCP-009")),
-            duration_us: 0,
-            input_bytes: 0,
-            output_bytes: 0,
-        };
-        let audit = self.cx.audit.clone();
-        tokio::spawn(async move {
-            match audit.reserve().await {
-                Ok(slot) => slot.write(record),
-                Err(_) => {
-                    tracing::error!(target: "palisade::audit", "audit queue full: output event lost")
-                }
-            }
-        });
+        let mut record = AuditRecord::event("output", "output", reason, decision);
+        record.request_id = self.cx.request_id.clone();
+        record.principal = self.cx.principal.clone();
+        record.upstream = Some(self.cx.upstream.clone());
+        record.rpc_method = Some(Text::fixed("tools/call"));
+        record.tool = Some(Text::copy(&self.tool));
+        record.error_code = (decision == Decision::Deny).then(|| Text::fixed("MCP-009"));
+        self.cx.audit.write_later(record);
     }
 }
 

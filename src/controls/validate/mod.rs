@@ -58,6 +58,15 @@ pub enum ValidateError {
     /// A URL argument names a place the upstream must not be sent (MCP-016).
     #[error(transparent)]
     Ssrf(#[from] crate::controls::ssrf::SsrfError),
+    /// The tool's definition is withheld by tool pinning (changed since approval, not yet
+    /// approved, or flagged): it answers as an unknown tool.
+    #[error("tool {tool:?} is withheld: {reason}")]
+    Withheld {
+        /// Tool name.
+        tool: String,
+        /// `tool_changed`, `tool_unapproved` or `tool_suspicious`.
+        reason: &'static str,
+    },
     /// The tool's schema does not compile: calls to it are refused.
     #[error("tool {tool:?} has a schema that does not compile: {why}")]
     BrokenSchema {
@@ -75,6 +84,7 @@ impl ValidateError {
             ValidateError::ToolName(_) => (McpCode::InvalidArgs, "bad_tool_name"),
             ValidateError::PrototypeKey(_) => (McpCode::InvalidArgs, "prototype_key"),
             ValidateError::UnknownTool(_) => (McpCode::UnknownTool, "unknown_tool"),
+            ValidateError::Withheld { reason, .. } => (McpCode::UnknownTool, reason),
             ValidateError::Arguments { .. } => (McpCode::InvalidArgs, "schema_violation"),
             ValidateError::NotAnObject => (McpCode::InvalidArgs, "arguments_not_object"),
             ValidateError::BrokenSchema { .. } => (McpCode::InvalidArgs, "schema_uncompilable"),
@@ -87,7 +97,9 @@ impl ValidateError {
     /// The generic text the client sees.
     pub fn client_message(&self) -> &'static str {
         match self {
-            ValidateError::UnknownTool(_) => "Unknown tool, prompt or resource",
+            ValidateError::UnknownTool(_) | ValidateError::Withheld { .. } => {
+                "Unknown tool, prompt or resource"
+            }
             ValidateError::PrototypeKey(_) => "Invalid params: forbidden key",
             ValidateError::ToolName(_) => "Invalid params: tool name",
             ValidateError::Symbol { .. } => "Invalid symbol",
