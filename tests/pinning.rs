@@ -35,6 +35,21 @@ fn tools(gw: &Gateway, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// `palisade tools pending` once it shows `needle` (the gateway writes what it withheld in
+/// the background, a moment after the list that showed it); fails after 15 s.
+fn until_pending(gw: &Gateway, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (ok, text) = tools(gw, &["pending"]);
+        assert!(ok, "{text}");
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{needle} never pending: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Lists tools until `name` is listed (the gateway rereads the pin file within a second);
 /// fails after 15 s.
 async fn until_listed(c: &mut Client, name: &str) -> Vec<String> {
@@ -69,11 +84,9 @@ async fn a_rug_pull_on_a_proxied_route_is_withheld_until_approved() {
     let mut gw = Gateway::start("pin-proxied", &cfg);
     let mut c = Client::connect(gw.url("/mcp/s"), None).await;
 
-    // First sight: trusted (tofu) and written to the pin file.
+    // First sight: trusted (tofu).
     assert!(c.tool_names().await.iter().any(|n| n == "echo"));
     assert_eq!(c.call("echo", json!({"text": "hi"})).await, "error:?");
-    let pins = std::fs::read_to_string(gw.dir.join("data/pins.json")).unwrap();
-    assert!(pins.contains("\"Echoes text.\""), "{pins}");
 
     // The upstream changes the description without telling anyone.
     *up.echo_description.lock().unwrap() = POISON.into();
@@ -85,9 +98,7 @@ async fn a_rug_pull_on_a_proxied_route_is_withheld_until_approved() {
     assert_eq!(up.count(), before, "the refused call reached the upstream");
 
     // The operator sees what changed, and approves it.
-    let (ok, text) = tools(&gw, &["pending"]);
-    assert!(ok, "{text}");
-    assert!(text.contains("s/echo"), "{text}");
+    let text = until_pending(&gw, "s/echo");
     assert!(
         text.contains("  description:\n  - \"Echoes text.\"\n  + \"Echoes text. <IMPORTANT>"),
         "{text}"
@@ -146,8 +157,7 @@ async fn a_rug_pull_through_the_hub_is_caught() {
     // The refused call did not reach the child: nothing was stored.
     assert_eq!(c.call("fx__recall", json!({"key": "k"})).await, "(none)");
 
-    let (ok, text) = tools(&gw, &["pending"]);
-    assert!(ok && text.contains("fx/remember"), "{text}");
+    let text = until_pending(&gw, "fx/remember");
     assert!(text.contains("suspicious_invisible"), "{text}");
     let (ok, text) = tools(&gw, &["approve", "--upstream", "fx"]);
     assert!(ok, "{text}");

@@ -153,6 +153,13 @@ struct Cached {
     verdicts: Arc<Verdicts>,
 }
 
+/// What a judgement has to write.
+#[derive(Default)]
+struct Writes {
+    first_seen: Vec<(String, String, Pin)>,
+    pending: Vec<(String, String, Pending)>,
+}
+
 /// Most definitions remembered as already reported (beyond it the memory starts afresh, and
 /// a definition still withheld is reported once more).
 const MAX_REPORTED: usize = 50_000;
@@ -265,14 +272,16 @@ impl Pins {
             return Some(c.verdicts.clone());
         }
         let mut verdicts = Verdicts::with_capacity(list.len());
+        let mut writes = Writes::default();
         for tool in list.iter() {
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
                 if !verdicts.contains_key(name) {
-                    let v = self.judge(u, instructions, tool);
+                    let v = self.judge(u, instructions, tool, &mut writes);
                     verdicts.insert(name.into(), v);
                 }
             }
         }
+        self.save(writes);
         let verdicts = Arc::new(verdicts);
         let mut cached = write(slot);
         cached.retain(|c| c.list.strong_count() > 0 && !same(c));
@@ -290,12 +299,41 @@ impl Pins {
         if !self.active() || u >= self.names.len() {
             return Verdict::Pass;
         }
-        self.judge(u, instructions, tool)
+        let mut writes = Writes::default();
+        let v = self.judge(u, instructions, tool, &mut writes);
+        self.save(writes);
+        v
+    }
+
+    /// Writes what one judgement found, one write per file, in the background: pins first
+    /// seen (an entry another writer put there first wins) and withheld definitions (the
+    /// latest of each tool wins).
+    fn save(&self, w: Writes) {
+        if w.first_seen.is_empty() && w.pending.is_empty() {
+            return;
+        }
+        let (pins, pending) = (self.cfg.file.clone(), self.pending_file.clone());
+        self.persist(move || {
+            if !w.first_seen.is_empty() {
+                store::merge(&pins, w.first_seen, true)?;
+            }
+            if !w.pending.is_empty() {
+                store::merge(&pending, w.pending, false)?;
+            }
+            Ok(())
+        });
     }
 
     /// Compares one definition with its pin and scans it; reports (once per definition) what
-    /// it finds, pins it on first sight in mode `tofu`, and keeps a withheld one for review.
-    fn judge(&self, u: usize, instructions: Option<&str>, tool: &Value) -> Verdict {
+    /// it finds, pins it on first sight in mode `tofu`, and keeps a withheld one for review
+    /// (both added to `writes`, for the files).
+    fn judge(
+        &self,
+        u: usize,
+        instructions: Option<&str>,
+        tool: &Value,
+        writes: &mut Writes,
+    ) -> Verdict {
         let Some(name) = tool.get("name").and_then(Value::as_str) else {
             return Verdict::Pass;
         };
@@ -344,7 +382,10 @@ impl Pins {
             None if self.cfg.mode == PinMode::Tofu => {
                 // Not an audit event (the pin file records when and how it was pinned): the
                 // trail keeps what deviates from the pins.
-                if self.pin_first_seen(up, name, &hex, instructions, tool) {
+                if let Some(pin) = self.pin_first_seen(up, name, &hex, instructions, tool) {
+                    writes
+                        .first_seen
+                        .push((up.to_owned(), name.to_owned(), pin));
                     tracing::info!(target: "palisade::pinning", upstream = up, tool = name, sha256 = %hex, "tool pinned on first use");
                 }
                 Verdict::Pass
@@ -387,15 +428,13 @@ impl Pins {
                 seen_at: unix_now(),
                 reasons: reasons.into_iter().map(str::to_owned).collect(),
             };
-            let path = self.pending_file.clone();
-            let key = (up.to_owned(), name.to_owned());
-            self.persist(move || store::merge(&path, vec![(key.0, key.1, entry)], false));
+            writes.pending.push((up.to_owned(), name.to_owned(), entry));
         }
         verdict
     }
 
-    /// Trust on first use: pins a definition in memory at once and in the file soon after
-    /// (an entry another writer put there first wins). False when it was already pinned.
+    /// Trust on first use: pins a definition in memory; the pin, for the file, unless it was
+    /// already pinned.
     fn pin_first_seen(
         &self,
         up: &str,
@@ -403,7 +442,7 @@ impl Pins {
         hex: &str,
         instructions: Option<&str>,
         tool: &Value,
-    ) -> bool {
+    ) -> Option<Pin> {
         let pin = Pin {
             sha256: hex.to_owned(),
             definition: Some(tool.clone()),
@@ -414,14 +453,11 @@ impl Pins {
         {
             let mut k = write(&self.known);
             if k.pins.get(up, name).is_some() {
-                return false;
+                return None;
             }
             k.pins.set(up, name, pin.clone());
         }
-        let path = self.cfg.file.clone();
-        let (up, name) = (up.to_owned(), name.to_owned());
-        self.persist(move || store::merge(&path, vec![(up, name, pin)], true));
-        true
+        Some(pin)
     }
 
     /// Runs a file write off the request path, one at a time.
