@@ -1,5 +1,6 @@
 //! Starting and stopping the gateway (used by the binary and by tests).
 
+use crate::controls::ssrf::fetch::{fetch_policy, Fetcher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +65,18 @@ pub async fn start(
             .max()
             .unwrap_or(Duration::from_secs(2)),
     );
+    // What the gateway fetches for itself (JWKS, discovery, OAuth tokens) goes through the SSRF
+    // guard; a configured URL that the guard would refuse stops the start.
+    let fetched = config.fetched_urls();
+    let fetcher = Fetcher::new(
+        fetch_policy(&config.ssrf, fetched.iter()),
+        Duration::from_secs(5),
+    );
+    for u in &fetched {
+        fetcher
+            .check(u)
+            .map_err(|e| format!("the gateway would refuse to fetch {e}"))?;
+    }
     let mut routes = Vec::new();
     for u in &config.upstreams {
         let uri = match &u.target {
@@ -79,7 +92,7 @@ pub async fn start(
                     .map_err(|e| e.to_string())?
             }
         };
-        routes.push(Arc::new(Upstream::new(u, uri, client.clone())));
+        routes.push(Arc::new(Upstream::new(u, uri, client.clone(), &fetcher)));
     }
     let key = audit::load_or_create_key(&config.data_dir)
         .map_err(|e| format!("audit signing key in {}: {e}", config.data_dir.display()))?;
@@ -171,7 +184,7 @@ pub async fn start(
             &config.upstreams,
             &config.hub,
             &config.listeners,
-            client.clone(),
+            fetcher.clone(),
             trust,
         ),
         authz: crate::controls::authz::Authz::new(&config)

@@ -69,7 +69,7 @@ async fn jwks_rotation_is_picked_up_without_restart_and_refusals_are_audited() {
     let mut gw = Gateway::start(
         "jwt-jwks",
         &format!(
-            "[auth]\nmethods = [\"jwt\"]\n[auth.jwt]\nissuer = [\"https://idp.test\"]\n\
+            "{LOCAL_IDP}[auth]\nmethods = [\"jwt\"]\n[auth.jwt]\nissuer = [\"https://idp.test\"]\n\
              audience = [\"https://gateway.test/mcp/s\"]\njwks_url = \"http://{idp}/jwks.json\"\n\
              [[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\n"
         ),
@@ -150,7 +150,7 @@ async fn oauth_resource_server_metadata_challenges_audience_and_scopes() {
     let mut gw = Gateway::start(
         "jwt-oauth",
         &format!(
-            "[auth]\nmethods = [\"jwt\"]\n[auth.jwt]\nissuer = [\"https://idp.test\"]\n\
+            "{LOCAL_IDP}[auth]\nmethods = [\"jwt\"]\n[auth.jwt]\nissuer = [\"https://idp.test\"]\n\
              jwks_url = \"http://{idp}/jwks.json\"\n\
              [auth.oauth]\nresource_base = \"https://gateway.test\"\nauthorization_servers = [\"https://idp.test\"]\n\
              required_scopes = [\"mcp:tools\"]\n\

@@ -154,7 +154,7 @@ async fn oidc_provider_tokens_are_accepted_and_its_key_rotation_is_followed() {
     let mut gw = Gateway::start(
         "oidc",
         &format!(
-            "[auth]\nmethods = [\"jwt\"]\n\
+            "{LOCAL_IDP}[auth]\nmethods = [\"jwt\"]\n\
              [auth.jwt]\noidc_issuer = \"{issuer}\"\n\
              [auth.oauth]\nresource_base = \"https://gateway.test\"\n\
              authorization_servers = [\"{issuer}\"]\nrequired_scopes = [\"mcp:tools\"]\n\

@@ -1,8 +1,11 @@
 //! The SSRF guard through the running gateway: a URL argument (schema `format: uri`, or named
 //! in config) that spells loopback, a private network or the cloud metadata address in any
 //! encoding is refused with MCP-016 before the upstream sees the call; a public address passes.
+//! A configured URL the gateway itself would fetch from a blocked address stops the start.
 
 mod support;
+
+use std::process::Command;
 
 use serde_json::json;
 use support::hub::*;
@@ -95,4 +98,50 @@ async fn the_hub_checks_arguments_config_names_as_urls() {
         "http://1.1.1.1/"
     );
     gw.stop();
+}
+
+/// The gateway's own fetches are guarded too: a configured JWKS URL or token endpoint at the
+/// cloud metadata address or on loopback stops the start, with the reason; allowing the
+/// network lets it start.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateways_own_fetches_are_guarded() {
+    let dir = tmpdir("ssrf-own");
+    for (name, cfg, blocked) in [
+        (
+            "jwks",
+            "[auth]\nmethods = [\"jwt\"]\n[auth.jwt]\nissuer = [\"https://idp.test\"]\naudience = [\"gw\"]\n\
+             jwks_url = \"http://169.254.169.254/latest/jwks\"\n",
+            "169.254.169.254",
+        ),
+        (
+            "token",
+            "[[upstream]]\nname = \"t\"\nurl = \"http://127.0.0.1:9/mcp\"\n[upstream.oauth]\n\
+             token_url = \"http://2130706433:8080/token\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+            "127.0.0.1",
+        ),
+    ] {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = {:?}\n{}\n[[upstream]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n{}",
+                dir.join("data").display().to_string(),
+                cfg,
+                ALLOW_ALL
+            ),
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}: must not start");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(blocked) && err.contains("blocked address"),
+            "{name}: {err}"
+        );
+    }
 }

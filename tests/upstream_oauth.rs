@@ -57,7 +57,8 @@ async fn upstream_tokens_are_fetched_cached_refreshed_and_never_the_clients() {
     let mut gw = Gateway::start(
         "upstream-oauth",
         &format!(
-            "{}{}{}",
+            "{}{}{}{}",
+            LOCAL_IDP,
             route("cached", "palisade", 60),
             route("eager", "palisade-eager", 3600),
             route("broken", "broken", 60)
@@ -141,7 +142,7 @@ async fn token_exchange_gives_each_caller_its_own_upstream_token() {
     let mut gw = Gateway::start(
         "token-exchange",
         &format!(
-            "[auth]\nmethods = [\"jwt\"]\n[auth.jwt]\nissuer = [\"https://idp.test\"]\naudience = [\"gw\"]\n\
+            "{LOCAL_IDP}[auth]\nmethods = [\"jwt\"]\n[auth.jwt]\nissuer = [\"https://idp.test\"]\naudience = [\"gw\"]\n\
              [[auth.jwt.keys]]\nalg = \"HS256\"\nsecret = \"{secret}\"\n\
              [[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\n{oauth}\
              [[upstream]]\nname = \"open\"\nurl = \"http://{addr}/mcp\"\nauth = [\"none\"]\n{oauth}"

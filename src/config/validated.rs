@@ -821,3 +821,24 @@ fn upstream(
         tools,
     })
 }
+
+impl Config {
+    /// The URLs in the configuration the gateway itself fetches from (JWKS, OIDC discovery,
+    /// upstream OAuth token endpoints): their ports are allowed to the SSRF guard of those
+    /// fetches.
+    pub fn fetched_urls(&self) -> Vec<Uri> {
+        let jwt = self.auth.jwt.as_ref();
+        let discovery = jwt
+            .and_then(|j| j.oidc_issuer.as_deref())
+            .and_then(|i| format!("{i}/.well-known/openid-configuration").parse().ok());
+        jwt.and_then(|j| j.jwks_url.clone())
+            .into_iter()
+            .chain(discovery)
+            .chain(
+                self.upstreams
+                    .iter()
+                    .filter_map(|u| u.oauth.as_ref().map(|o| o.token_url.clone())),
+            )
+            .collect()
+    }
+}

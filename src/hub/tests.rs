@@ -25,7 +25,14 @@ async fn idle_upstream_sessions_are_reaped_at_their_limit_and_restarted_on_next_
     let cfg = crate::config::parse(&toml, "test", &|_| None).unwrap();
     let client = crate::upstream::client(Duration::from_secs(2));
     let uri = format!("http://{demo}/mcp").parse().unwrap();
-    let routes = vec![Arc::new(Upstream::new(&cfg.upstreams[0], uri, client))];
+    let fetcher =
+        crate::controls::ssrf::fetch::Fetcher::new(cfg.ssrf.clone(), Duration::from_secs(2));
+    let routes = vec![Arc::new(Upstream::new(
+        &cfg.upstreams[0],
+        uri,
+        client,
+        &fetcher,
+    ))];
     let key = load_or_create_key(&dir).unwrap();
     let (audit, writer) = AuditWriter::start(
         &cfg.audit,

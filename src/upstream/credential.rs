@@ -15,7 +15,6 @@ use http::{header, HeaderMap, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use sha2::{Digest, Sha256};
 
-use super::HttpClient;
 use crate::config::UpstreamOAuth;
 
 /// A cached upstream token.
@@ -23,7 +22,7 @@ use crate::config::UpstreamOAuth;
 pub(crate) struct Credential {
     cfg: UpstreamOAuth,
     resource: String,
-    client: HttpClient,
+    fetcher: crate::controls::ssrf::fetch::Fetcher,
     current: RwLock<Option<(HeaderValue, Instant)>>,
     fetching: tokio::sync::Mutex<()>,
     exchanged: std::sync::Mutex<HashMap<[u8; 32], (HeaderValue, Instant)>>,
@@ -32,12 +31,16 @@ pub(crate) struct Credential {
 const EXCHANGED_MAX: usize = 10_000;
 
 impl Credential {
-    pub(crate) fn new(cfg: UpstreamOAuth, upstream: &http::Uri, client: HttpClient) -> Self {
+    pub(crate) fn new(
+        cfg: UpstreamOAuth,
+        upstream: &http::Uri,
+        fetcher: crate::controls::ssrf::fetch::Fetcher,
+    ) -> Self {
         let resource = cfg.resource.clone().unwrap_or_else(|| upstream.to_string());
         Credential {
             cfg,
             resource,
-            client,
+            fetcher,
             current: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(()),
             exchanged: std::sync::Mutex::new(HashMap::new()),
@@ -147,7 +150,7 @@ impl Credential {
             .header(header::AUTHORIZATION, auth)
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.fetcher.send(req))
             .await
             .map_err(|_| "token endpoint timed out".to_owned())?
             .map_err(|e| format!("token endpoint: {e}"))?;

@@ -112,8 +112,14 @@ pub(crate) fn stripped_response_header(name: &HeaderName) -> bool {
 }
 
 impl Upstream {
-    /// Creates the upstream at `uri` (already resolved for builtins).
-    pub fn new(cfg: &UpstreamConfig, uri: Uri, client: HttpClient) -> Self {
+    /// Creates the upstream at `uri` (already resolved for builtins); `fetcher` gets its OAuth
+    /// tokens, when it needs them.
+    pub fn new(
+        cfg: &UpstreamConfig,
+        uri: Uri,
+        client: HttpClient,
+        fetcher: &crate::controls::ssrf::fetch::Fetcher,
+    ) -> Self {
         Upstream {
             name: cfg.name.clone(),
             headers: cfg.headers.clone(),
@@ -121,7 +127,7 @@ impl Upstream {
             credential: cfg
                 .oauth
                 .clone()
-                .map(|o| credential::Credential::new(o, &uri, client.clone())),
+                .map(|o| credential::Credential::new(o, &uri, fetcher.clone())),
             uri,
             client,
         }

@@ -73,6 +73,11 @@ pub const ALLOW_ALL: &str = "\n[authz]\ndefault_role = \"any\"\n\
     [authz.roles.user]\ninherits = [\"any\"]\n\
     [authz.roles.position_manager]\ninherits = [\"any\"]\n";
 
+/// The SSRF guard refuses the gateway's own fetches from loopback: tests whose identity
+/// provider or token endpoint runs on 127.0.0.1 allow it, as an operator with an internal IdP
+/// allows its network.
+pub const LOCAL_IDP: &str = "[ssrf]\nallow_cidrs = [\"127.0.0.1/32\"]\n";
+
 /// `config` with [`ALLOW_ALL`] appended when it authenticates and has no `[authz]` of its own.
 pub fn with_authz(config: &str) -> String {
     if config.contains("[auth") && !config.contains("[authz") {

@@ -21,7 +21,6 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Grant, JwtConfig, JwtKey};
-use crate::upstream::HttpClient;
 
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -85,7 +84,7 @@ pub(super) struct Verifier {
     jwks: super::trust::KeySet,
     /// When the JWKS was last fetched; also the single-flight lock for fetching.
     fetched: tokio::sync::Mutex<Option<Instant>>,
-    client: HttpClient,
+    fetcher: crate::controls::ssrf::fetch::Fetcher,
     cache: Mutex<HashMap<[u8; 32], Verified>>,
     trust: super::Trust,
 }
@@ -109,12 +108,16 @@ pub(super) fn shaped(value: &[u8]) -> bool {
 }
 
 impl Verifier {
-    pub(super) fn new(cfg: JwtConfig, client: HttpClient, trust: super::Trust) -> Self {
+    pub(super) fn new(
+        cfg: JwtConfig,
+        fetcher: crate::controls::ssrf::fetch::Fetcher,
+        trust: super::Trust,
+    ) -> Self {
         Verifier {
             cfg,
             jwks: super::trust::KeySet::default(),
             fetched: tokio::sync::Mutex::new(None),
-            client,
+            fetcher,
             cache: Mutex::new(HashMap::new()),
             trust,
         }
@@ -398,7 +401,7 @@ impl Verifier {
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(bytes::Bytes::new()))
             .map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(Duration::from_secs(5), self.client.request(req))
+        let resp = tokio::time::timeout(Duration::from_secs(5), self.fetcher.send(req))
             .await
             .map_err(|_| "timeout".to_owned())?
             .map_err(|e| e.to_string())?;

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use http::{header, request::Parts};
 
 use crate::config::{AuthConfig, Combo, Grant, ListenerConfig, Method, UpstreamConfig};
-use crate::upstream::HttpClient;
 
 /// Who is calling. Only this module can make one.
 #[derive(Debug, Clone)]
@@ -142,13 +141,13 @@ pub struct Pending<'a> {
 
 impl Authenticator {
     /// Builds the authenticator; `routes` gives each route's accepted combinations by index;
-    /// `client` fetches JWKS.
+    /// `fetcher` fetches JWKS and discovery documents (through the SSRF guard).
     pub fn new(
         cfg: &AuthConfig,
         routes: &[UpstreamConfig],
         hub: &crate::config::HubConfig,
         listeners: &[ListenerConfig],
-        client: HttpClient,
+        fetcher: crate::controls::ssrf::fetch::Fetcher,
         trust: Trust,
     ) -> Self {
         let store = Arc::new(MemoryReplayStore::new(cfg.hmac.replay_capacity));
@@ -183,7 +182,7 @@ impl Authenticator {
             jwt: cfg
                 .jwt
                 .clone()
-                .map(|j| jwt::Verifier::new(j, client, trust)),
+                .map(|j| jwt::Verifier::new(j, fetcher, trust)),
             mtls_roles: cfg
                 .mtls_roles
                 .iter()

@@ -90,7 +90,10 @@ fn authn(routes: &[&[&str]]) -> (Authenticator, String, String) {
                 page_size: 500,
             },
             &[listener],
-            crate::upstream::client(Duration::from_secs(1)),
+            crate::controls::ssrf::fetch::Fetcher::new(
+                crate::config::SsrfConfig::default(),
+                Duration::from_secs(1),
+            ),
             Trust::default(),
         ),
         ta,

@@ -14,6 +14,8 @@
 //! change between the two lookups (DNS rebinding) can still reach an internal address. Only
 //! IP-literal URLs, or domain allow lists, close that gap for arguments.
 
+pub mod fetch;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -154,10 +156,16 @@ pub async fn check_url(config: &SsrfConfig, text: &str, path: &str) -> Result<()
         url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
         url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
         url::Host::Domain(name) => {
-            let looked = tokio::net::lookup_host((name.as_str(), port)).await;
-            let addrs: Vec<IpAddr> = looked
-                .map(|a| a.map(|s| s.ip()).collect())
-                .unwrap_or_default();
+            // A lookup that does not answer in time counts as unresolvable.
+            let looked = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                tokio::net::lookup_host(format!("{name}:{port}")),
+            )
+            .await;
+            let addrs: Vec<IpAddr> = match looked {
+                Ok(Ok(a)) => a.map(|s| s.ip()).collect(),
+                _ => Vec::new(),
+            };
             if addrs.is_empty() {
                 return Err(SsrfError::Unresolvable {
                     path: path.to_owned(),

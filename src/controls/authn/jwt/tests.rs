@@ -71,7 +71,10 @@ fn verifier() -> Verifier {
     };
     Verifier::new(
         cfg,
-        crate::upstream::client(Duration::from_secs(1)),
+        crate::controls::ssrf::fetch::Fetcher::new(
+            crate::config::SsrfConfig::default(),
+            Duration::from_secs(1),
+        ),
         super::super::Trust::default(),
     )
 }
