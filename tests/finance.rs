@@ -178,3 +178,59 @@ async fn seed_001_rules_one_by_one() {
         assert!(refused.contains(&reason), "{reason}: {refused:?}");
     }
 }
+
+/// Content patterns are off unless configured, per argument: markup in a field meant for
+/// plain text is refused where the operator asked for it, and passes elsewhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn content_patterns_refuse_markup_only_where_configured() {
+    let (up, addr) = Scripted::start().await;
+    let cfg = format!(
+        "[[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\nhub = false\n\
+         [[upstream.tools]]\nname = \"place_order\"\n\
+         [upstream.tools.args.note]\ndeny_patterns = [\"<[a-zA-Z/!]\", \"(?i)javascript:\"]\n"
+    );
+    let mut gw = Gateway::start("finance-content", &cfg);
+    let mut c = Client::connect(gw.url("/mcp/s"), None).await;
+    let before = up.count();
+    for note in [
+        "<script>alert(1)</script>",
+        "see <img src=x onerror=alert(1)>",
+        "JavaScript:alert(1)",
+    ] {
+        let r = call(
+            &mut c,
+            "place_order",
+            json!({"symbol": "AAPL", "note": note}),
+        )
+        .await;
+        assert_eq!(r["error"]["data"]["code"], "MCP-001", "{note}: {r}");
+        assert_eq!(r["error"]["data"]["path"], "/note", "{r}");
+    }
+    assert_eq!(up.count(), before, "a refused call reached the upstream");
+    // Ordinary text with comparison signs, and the same markup in an unconfigured argument
+    // or tool, pass.
+    let r = call(
+        &mut c,
+        "place_order",
+        json!({"symbol": "AAPL", "note": "buy if price < 10 & > 5"}),
+    )
+    .await;
+    assert!(r.get("error").is_none(), "{r}");
+    let r = call(
+        &mut c,
+        "place_order",
+        json!({"symbol": "AAPL", "memo": "<b>bold</b>"}),
+    )
+    .await;
+    assert!(r.get("error").is_none(), "{r}");
+    let r = call(&mut c, "cancel_order", json!({"note": "<b>bold</b>"})).await;
+    assert!(r.get("error").is_none(), "{r}");
+    gw.stop();
+    let rows: Vec<_> = gw
+        .audit_rows()
+        .into_iter()
+        .filter(|r| r.3 == "arg_content_pattern")
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    assert!(rows.iter().all(|r| r.1 == "deny" && r.2 == "validate"));
+}

@@ -104,6 +104,11 @@ pub struct RawArgRule {
     /// Allowed values, e.g. the symbol allow list; failure is MCP-015.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Content patterns (regular expressions, unanchored) the value must not contain, e.g.
+    /// markup in a field meant to hold a symbol: `["<", "(?i)javascript:"]`. None by default:
+    /// blanket filters break legitimate data, so they are set per argument.
+    #[serde(default)]
+    pub deny_patterns: Vec<String>,
     /// An RFC 3339 date-time with a zone, at most this many days before now.
     pub max_days_past: Option<i64>,
     /// At most this many days after now.
@@ -139,6 +144,8 @@ pub struct ArgRule {
     pub pattern: Option<regex::Regex>,
     /// Allow list.
     pub allow: Vec<String>,
+    /// Content patterns the value must not contain.
+    pub deny_patterns: Option<regex::RegexSet>,
     /// Date window.
     pub max_days_past: Option<i64>,
     /// Date window.
@@ -190,6 +197,17 @@ fn arg_rule(key: &str, r: RawArgRule, e: &mut Errors) -> ArgRule {
                 None
             }
         });
+    let deny_patterns = if r.deny_patterns.is_empty() {
+        None
+    } else {
+        match regex::RegexSet::new(&r.deny_patterns) {
+            Ok(set) => Some(set),
+            Err(why) => {
+                e.push(format!("{key}.deny_patterns"), why.to_string());
+                None
+            }
+        }
+    };
     ArgRule {
         required: r.required.unwrap_or(false),
         decimal: r.decimal.unwrap_or(false),
@@ -202,6 +220,7 @@ fn arg_rule(key: &str, r: RawArgRule, e: &mut Errors) -> ArgRule {
         case_insensitive: r.case_insensitive.unwrap_or(false),
         pattern,
         allow: r.allow,
+        deny_patterns,
         max_days_past: r.max_days_past,
         max_days_future: r.max_days_future,
         min_length: r.min_length,

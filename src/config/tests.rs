@@ -162,3 +162,26 @@ fn schema_is_closed() {
     assert_eq!(s["additionalProperties"], false);
     assert!(s["properties"]["upstream"].is_object());
 }
+
+#[test]
+fn pinning_and_content_pattern_mistakes_are_reported() {
+    let e = errors(
+        "[pinning]\nmode = \"approve\"\nmarkers = [\"ignore\", \" \"]\n\
+         [[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/mcp\"\n\
+         [[upstream.tools]]\nname = \"t\"\n[upstream.tools.args.note]\ndeny_patterns = [\"<\", \"(\"]\n",
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with("pinning.markers[1]")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.contains("args.note.deny_patterns")),
+        "{e:?}"
+    );
+    assert!(errors("[pinning]\nmode = \"sometimes\"\n[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/mcp\"\n")
+        .iter()
+        .any(|m| m.contains("unknown variant `sometimes`")));
+    let c = parse(DEFAULT_TOML, "<embedded>", &|_| None).unwrap();
+    assert_eq!(c.pinning.mode, PinMode::Tofu);
+    assert_eq!(c.pinning.file, c.data_dir.join("pins.json"));
+}

@@ -102,6 +102,7 @@ fn check_value(arg: &str, r: &ArgRule, raw: &[u8], now: i64) -> Result<(), Valid
     let needs_text = !r.one_of.is_empty()
         || r.pattern.is_some()
         || !r.allow.is_empty()
+        || r.deny_patterns.is_some()
         || r.max_days_past.is_some()
         || r.max_days_future.is_some()
         || r.min_length.is_some()
@@ -127,6 +128,9 @@ fn check_value(arg: &str, r: &ArgRule, raw: &[u8], now: i64) -> Result<(), Valid
         if !hit {
             return Err(fail(arg, "arg_enum"));
         }
+    }
+    if r.deny_patterns.as_ref().is_some_and(|d| d.is_match(&t)) {
+        return Err(fail(arg, "arg_content_pattern"));
     }
     if r.pattern.as_ref().is_some_and(|p| !p.is_match(&t)) {
         return Err(symbol(arg, "symbol_format"));
