@@ -420,25 +420,12 @@ fn refuse_credentials_in_url_or_cookie(parts: &Parts) -> Result<(), AuthnError> 
     Ok(())
 }
 
-#[cfg(test)]
 impl Authenticator {
-    /// A principal for tests of later controls.
-    pub(crate) fn test_principal(id: &str) -> Principal {
-        Principal {
-            grant: Grant {
-                id: Arc::from(id),
-                roles: Arc::from([]),
-                scopes: Arc::from([]),
-                permissions: Arc::from([]),
-            },
-            client_ip: IpAddr::from([127, 0, 0, 1]),
-            method: "none",
-        }
-    }
-
     /// An authenticated principal (`method`, e.g. `bearer` or `bearer+hmac`) with these roles
-    /// and `permissions` claim.
-    pub(crate) fn test_principal_as(
+    /// and `permissions` claim, as if a credential had said so: for tests and benchmarks of
+    /// what comes after authentication, never for the request path.
+    #[doc(hidden)]
+    pub fn test_principal_as(
         id: &str,
         method: &'static str,
         roles: &[&str],
@@ -454,6 +441,23 @@ impl Authenticator {
             },
             client_ip: IpAddr::from([127, 0, 0, 1]),
             method,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Authenticator {
+    /// A principal for tests of later controls.
+    pub(crate) fn test_principal(id: &str) -> Principal {
+        Principal {
+            grant: Grant {
+                id: Arc::from(id),
+                roles: Arc::from([]),
+                scopes: Arc::from([]),
+                permissions: Arc::from([]),
+            },
+            client_ip: IpAddr::from([127, 0, 0, 1]),
+            method: "none",
         }
     }
 }
