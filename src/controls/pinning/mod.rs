@@ -262,7 +262,11 @@ impl Pins {
         if !self.active() {
             return None;
         }
-        let slot = self.cache.get(u)?;
+        // An upstream the pins do not know (never the case for a configured one) has nothing
+        // judged: every tool of it is withheld.
+        let Some(slot) = self.cache.get(u) else {
+            return Some(Arc::default());
+        };
         let generation = read(&self.known).generation;
         let same = |c: &Cached| std::ptr::eq(c.list.as_ptr(), Arc::as_ptr(list));
         if let Some(c) = read(slot)
@@ -296,8 +300,11 @@ impl Pins {
     /// The verdict on one tool of `u` as a client was shown it (a proxied route's list, which
     /// may differ from what the gateway's own upstream session sees). Not cached.
     pub fn verdict(&self, u: usize, instructions: Option<&str>, tool: &Value) -> Verdict {
-        if !self.active() || u >= self.names.len() {
+        if !self.active() {
             return Verdict::Pass;
+        }
+        if u >= self.names.len() {
+            return Verdict::Withheld(Withheld::Unapproved);
         }
         let mut writes = Writes::default();
         let v = self.judge(u, instructions, tool, &mut writes);
