@@ -10,6 +10,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use http::Method;
 use serde_json::json;
 use support::hub::*;
 use support::*;
@@ -110,6 +111,37 @@ async fn a_rug_pull_on_a_proxied_route_is_withheld_until_approved() {
     assert_eq!(c.call("echo", json!({"text": "hi"})).await, "error:?");
     let (ok, text) = tools(&gw, &["approve"]);
     assert!(!ok, "nothing is pending any more: {text}");
+
+    // The change and the flag are counted, per upstream (and per kind of flag).
+    let m = send(Method::GET, &gw.url("/metrics"), &[], "").await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    let value = |name: &str, labels: &[&str]| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        value("palisade_tool_pin_changes_total", &["upstream=\"s\""]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "palisade_tool_flags_total",
+            &["upstream=\"s\"", "kind=\"marker\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "palisade_tool_flags_total",
+            &["upstream=\"s\"", "kind=\"invisible\""]
+        ),
+        0.0,
+        "{text}"
+    );
 
     gw.stop();
     let rows = pin_rows(&gw);
