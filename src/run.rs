@@ -57,6 +57,15 @@ pub async fn start(
     config: Config,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<Running, String> {
+    start_with_clock(config, metrics, Arc::new(crate::clock::SystemClock)).await
+}
+
+/// [`start`] on a given clock (tests move a manual clock instead of sleeping).
+pub async fn start_with_clock(
+    config: Config,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    clock: crate::clock::SharedClock,
+) -> Result<Running, String> {
     let client = upstream::client(
         config
             .upstreams
@@ -192,6 +201,14 @@ pub async fn start(
         issuer,
         sessions: SessionStore::new(&config.sessions),
         idempotency: Idempotency::new(&config.idempotency),
+        network: crate::controls::network::Network::new(config.network.clone()),
+        limiter: crate::controls::ratelimit::RateLimiter::new(
+            &config.rate_limits,
+            Arc::new(crate::controls::ratelimit::MemoryLimitStore::new(
+                config.limits.max_rate_limit_keys,
+            )),
+        ),
+        clock,
         routes,
         hub,
         audit,

@@ -13,8 +13,10 @@ use crate::controls::authz::AuthzError;
 use crate::controls::body::BodyError;
 use crate::controls::idempotency::IdempotencyError;
 use crate::controls::mirror::MirrorError;
+use crate::controls::network::NetworkError;
 use crate::controls::origin::OriginError;
 use crate::controls::policy::PolicyError;
+use crate::controls::ratelimit::LimitError;
 use crate::controls::session::SessionError;
 use crate::controls::validate::ValidateError;
 use crate::hub::HubError;
@@ -72,6 +74,12 @@ pub enum Rejection {
     /// Input validation.
     #[error(transparent)]
     Validate(#[from] ValidateError),
+    /// The client's address (IP lists).
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// Rate limits.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
 }
 
 /// What a rejection looks like on the wire and in the audit trail.
@@ -459,6 +467,28 @@ impl Rejection {
             Rejection::Hub(e) => hub(e),
             Rejection::Authz(e) => authz(e),
             Rejection::Validate(e) => validate(e),
+            Rejection::Network(e) => m(
+                S::FORBIDDEN,
+                rpc::SERVER_ERROR,
+                C::Unauthorized,
+                "Forbidden",
+                "network",
+                match e {
+                    NetworkError::Blocked(_) => "ip_blocked",
+                    NetworkError::NotAllowed(_) => "ip_not_allowed",
+                },
+            ),
+            Rejection::Limit(e) => m(
+                S::TOO_MANY_REQUESTS,
+                rpc::SERVER_ERROR,
+                C::RateLimitExceeded,
+                "Rate limit exceeded",
+                "ratelimit",
+                match e {
+                    LimitError::Exceeded { .. } => "rate_limited",
+                    LimitError::Full(_) => "limiter_full",
+                },
+            ),
         }
     }
 }

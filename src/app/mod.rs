@@ -54,6 +54,12 @@ pub struct Gateway {
     pub audit: AuditHandle,
     /// Prometheus renderer.
     pub metrics: Option<PrometheusHandle>,
+    /// The time, for every window, expiry and timer.
+    pub clock: crate::clock::SharedClock,
+    /// Client addresses and IP lists.
+    pub network: crate::controls::network::Network,
+    /// Rate limits.
+    pub limiter: crate::controls::ratelimit::RateLimiter,
 }
 
 impl Gateway {

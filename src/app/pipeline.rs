@@ -14,7 +14,7 @@
 //! the order is enforced by the types. Every rejection is a control's own error, mapped once in
 //! [`super::error`], and every request — allowed or denied — ends in exactly one audit record.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -31,6 +31,7 @@ use crate::controls::authn::Principal;
 use crate::controls::authz::{Access, Facts};
 use crate::controls::idempotency::{Claim, Stored};
 use crate::controls::output::Check;
+use crate::controls::ratelimit::{LimitError, Quota, Stage, Subject};
 use crate::controls::session::{Binding, SessionError};
 use crate::controls::{body as request_body, mirror, session, validate};
 use crate::hub::Guards;
@@ -42,6 +43,9 @@ use tokio::sync::{mpsc, oneshot};
 
 const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// What the MCP pipeline produced.
 pub(super) enum Outcome {
@@ -73,6 +77,8 @@ struct Seen {
     id: Option<Id>,
     /// The route, once resolved.
     route: Option<usize>,
+    /// The tightest rate-limit quota that counted the request.
+    quota: Option<Quota>,
 }
 
 /// The session situation of a POST.
@@ -103,6 +109,12 @@ pub async fn handle(
     peer: SocketAddr,
     conn: Conn,
 ) -> Response<Body> {
+    // 0. Network: the client's address (a forwarding header only from a trusted proxy), and
+    //    the IP allow/deny lists, before anything else (operational endpoints included).
+    let client = gw.network.client(peer.ip(), req.headers());
+    if let Err(e) = gw.network.check(client) {
+        return refuse_early(&gw, Rejection::Network(e), req.method().as_str(), client).await;
+    }
     // Operational endpoints (/healthz, /readyz, /metrics; primary listener only) and OAuth
     // metadata are not MCP traffic.
     if conn.listener == 0 {
@@ -114,7 +126,7 @@ pub async fn handle(
         return resp;
     }
     let request_id = super::trace::new_request_id();
-    let mut trace = Trace::new(&request_id, req.method().as_str(), peer);
+    let mut trace = Trace::new(&request_id, req.method().as_str(), client);
     // 0. Audit slot first: when the trail cannot keep up, wait (bounded) before doing any work,
     //    and refuse rather than serve a request that could not be recorded.
     let slot = match gw.audit.reserve().await {
@@ -130,10 +142,21 @@ pub async fn handle(
         .as_ref()
         .and_then(|_| Endpoint::at(req.uri().path()))
     {
-        return issue(&gw, ep, req, peer, conn.listener, &request_id, trace, slot).await;
+        return issue(
+            &gw,
+            ep,
+            req,
+            client,
+            conn.listener,
+            &request_id,
+            trace,
+            slot,
+        )
+        .await;
     }
     let mut seen = Seen::default();
-    match mcp(&gw, req, peer, &conn, &request_id, &mut trace, &mut seen).await {
+    let result = mcp(&gw, req, client, &conn, &request_id, &mut trace, &mut seen).await;
+    let mut resp = match result {
         Ok(Outcome::Done(resp, n)) => {
             slot.write(trace.finish(
                 Decision::Allow,
@@ -237,6 +260,13 @@ pub async fn handle(
                     }
                 }
             }
+            if let Rejection::Limit(e) = &rej {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(e.retry_after_secs()));
+                if let LimitError::Exceeded { quota, .. } = e {
+                    seen.quota = Some(*quota);
+                }
+            }
             let m = rej.mapping();
             // Details go to the log and the audit record, never to the client.
             tracing::info!(target: "palisade::deny", request_id, control = m.control, reason = m.reason, detail = %rej, "request refused");
@@ -255,7 +285,35 @@ pub async fn handle(
             ));
             resp
         }
+    };
+    // The tightest rate limit that counted this request, on every answer.
+    if let Some(q) = seen.quota {
+        let h = resp.headers_mut();
+        h.insert(X_RATELIMIT_LIMIT, HeaderValue::from(q.limit));
+        h.insert(X_RATELIMIT_REMAINING, HeaderValue::from(q.remaining));
+        h.insert(X_RATELIMIT_RESET, HeaderValue::from(q.reset_secs));
     }
+    resp
+}
+
+/// A refusal before the request is routed (the client's address): audited, nothing else done.
+async fn refuse_early(gw: &Shared, rej: Rejection, method: &str, client: IpAddr) -> Response<Body> {
+    let request_id = super::trace::new_request_id();
+    let trace = Trace::new(&request_id, method, client);
+    let (resp, n) = reject(&rej, None, &request_id);
+    let m = rej.mapping();
+    tracing::info!(target: "palisade::deny", request_id, control = m.control, reason = m.reason, detail = %rej, "request refused");
+    if let Ok(slot) = gw.audit.reserve().await {
+        slot.write(trace.finish(
+            Decision::Deny,
+            m.control,
+            m.reason,
+            resp.status().as_u16(),
+            Some(m.code.as_str()),
+            n,
+        ));
+    }
+    resp
 }
 
 /// An issuer endpoint: Host/Origin guard, bounded body, then the issuer; one audit record.
@@ -265,7 +323,7 @@ async fn issue(
     gw: &Shared,
     ep: Endpoint,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    client: IpAddr,
     listener: usize,
     request_id: &str,
     mut trace: Trace,
@@ -297,7 +355,7 @@ async fn issue(
     };
     trace.input_bytes(bytes.len());
     let served = issuer
-        .serve(ep, &parts.method, &parts.headers, bytes, peer.ip())
+        .serve(ep, &parts.method, &parts.headers, bytes, client)
         .await;
     if let Some(s) = &served.subject {
         trace.subject(s, "issuer");
@@ -319,7 +377,7 @@ async fn issue(
 async fn mcp(
     gw: &Shared,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    client: IpAddr,
     conn: &Conn,
     request_id: &str,
     trace: &mut Trace,
@@ -341,7 +399,18 @@ async fn mcp(
     // 3. Authenticate, header stage: client certificate, token or JWT, HMAC headers and
     //    timestamp window. Before
     //    the body is read, so an unauthenticated client cannot make the gateway buffer bodies.
-    let now = unix_now();
+    let now_ms = gw.clock.now_ms();
+    let now = now_ms / 1000;
+    // 2b. Rate limits on the address alone (`ip` and `global` rules without filters): before
+    //     any credential is looked at, so bad credentials are limited too.
+    let by_address = Subject {
+        ip: client,
+        principal: None,
+        method: None,
+        upstream: None,
+        tool: None,
+    };
+    seen.admit(gw, Stage::Connection, &by_address, now_ms)?;
     let (parts, body) = req.into_parts();
     let pending = gw
         .authn
@@ -349,7 +418,7 @@ async fn mcp(
             conn.listener,
             route,
             &parts,
-            peer.ip(),
+            client,
             conn.client_cert.as_ref(),
             now,
         )
@@ -384,11 +453,18 @@ async fn mcp(
             //    URIs) and decides in the hub with the same rules (`Access`).
             //    [admit (rate limits, concurrency) slots in here.]
             validate::message(&env)?;
+            // 9b. Admit: rate limits on the sender, the method and the target.
+            if !gw.limiter.is_empty() {
+                let principal = (principal.method() != "none").then(|| &**principal.id());
+                target_subject(gw, &env, route, client, principal, |s| {
+                    seen.admit(gw, Stage::Message, s, now_ms)
+                })?;
+            }
             let access = Access {
                 authz: &gw.authz,
                 who: &principal,
                 facts: Facts {
-                    ip: Some(peer.ip()),
+                    ip: Some(client),
                     transport: gw.transport(conn.listener),
                 },
             };
@@ -636,10 +712,52 @@ async fn remember(
     ))
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+impl Seen {
+    /// Counts the request against the rate limits of `stage`, keeping the tightest quota.
+    fn admit(
+        &mut self,
+        gw: &Shared,
+        stage: Stage,
+        s: &Subject<'_>,
+        now_ms: u64,
+    ) -> Result<(), Rejection> {
+        if let Some(q) = gw.limiter.admit(stage, s, now_ms)? {
+            self.quota = Some(Quota::tighter(self.quota, q));
+        }
+        Ok(())
+    }
+}
+
+/// The message as rate-limit rules see it: its upstream, and for a `tools/call` the tool by
+/// the upstream's own name (on `/mcp`, the namespace prefix names the upstream).
+fn target_subject<R>(
+    gw: &Shared,
+    env: &Envelope,
+    route: usize,
+    ip: IpAddr,
+    principal: Option<&str>,
+    then: impl FnOnce(&Subject<'_>) -> R,
+) -> R {
+    let method = env.method();
+    let name = match method {
+        Some("tools/call") => env.param_str("name"),
+        _ => None,
+    };
+    let (upstream, tool) = match (gw.routes.get(route), name.as_deref()) {
+        (Some(u), tool) => (Some(&*u.name), tool),
+        (None, Some(n)) => match crate::hub::names::split(n) {
+            Some((u, t)) => (Some(u), Some(t)),
+            None => (None, Some(n)),
+        },
+        (None, None) => (None, None),
+    };
+    then(&Subject {
+        ip,
+        principal,
+        method,
+        upstream,
+        tool,
+    })
 }
 
 fn lookup(

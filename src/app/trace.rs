@@ -5,7 +5,7 @@
 //! other values are kept inline in the record (see [`Text`]), and hex and IPv4 addresses are
 //! written without the formatting machinery.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -76,7 +76,7 @@ pub(crate) fn new_request_id() -> String {
 }
 
 impl Trace {
-    pub(crate) fn new(request_id: &str, http_method: &str, peer: SocketAddr) -> Self {
+    pub(crate) fn new(request_id: &str, http_method: &str, client: IpAddr) -> Self {
         Trace {
             started: Instant::now(),
             record: AuditRecord {
@@ -84,7 +84,7 @@ impl Trace {
                 request_id: Text::copy(request_id),
                 principal: Text::default(),
                 auth_method: Text::default(),
-                client_ip: ip_text(peer.ip()),
+                client_ip: ip_text(client),
                 transport: Text::fixed("http"),
                 upstream: None,
                 http_method: text(http_method, HTTP_METHODS),

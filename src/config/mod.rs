@@ -13,6 +13,7 @@ mod policy;
 mod raw;
 mod ssrf;
 mod tls;
+mod traffic;
 mod validated;
 
 pub use auth::{
@@ -33,6 +34,7 @@ pub use policy::{
 };
 pub use ssrf::SsrfConfig;
 pub use tls::{read_certs, read_key, TlsConfig};
+pub use traffic::{Algorithm, ForwardedHeader, KeyBy, NetworkConfig, RateLimitRule};
 
 pub use raw::RawConfig;
 pub use validated::{
@@ -143,9 +145,20 @@ pub fn parse_with(
     let mut raw: RawConfig = match RawConfig::deserialize_table(value) {
         Ok(r) => r,
         Err(e) => {
+            // The table has no positions; parsing the text again finds where the bad value is.
+            let at = toml::from_str::<RawConfig>(text)
+                .err()
+                .and_then(|e| e.span())
+                .map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!(" (line {line}, column {col})")
+                })
+                .unwrap_or_default();
             errors.push(ConfigError {
                 key: String::new(),
-                why: e.message().to_owned(),
+                why: format!("{}{at}", e.message()),
             });
             return Err(fail(errors));
         }

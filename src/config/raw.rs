@@ -49,6 +49,12 @@ pub struct RawConfig {
     /// Tool pinning: which tool definitions are trusted.
     #[serde(default)]
     pub pinning: super::pinning::RawPinning,
+    /// Client addresses (trusted proxies) and IP allow/deny lists.
+    #[serde(default)]
+    pub network: super::traffic::RawNetwork,
+    /// Rate-limit rules, all applied to every message they match.
+    #[serde(default)]
+    pub rate_limit: Vec<super::traffic::RawRateLimit>,
     /// More listeners besides `listen` (e.g. a public TLS one), each with its own TLS,
     /// default authentication and set of routes.
     #[serde(default)]
@@ -79,6 +85,9 @@ pub struct RawLimits {
     pub max_response_bytes: Option<u64>,
     /// Seconds to wait for an audit queue slot before refusing a request (default 5).
     pub audit_wait_secs: Option<u64>,
+    /// Most rate-limit counters tracked at once (default 1 000 000); past it, requests
+    /// needing a new counter are refused (MCP-006) until idle ones expire.
+    pub max_rate_limit_keys: Option<u64>,
 }
 
 /// `[sessions]`

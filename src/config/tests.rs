@@ -185,3 +185,51 @@ fn pinning_and_content_pattern_mistakes_are_reported() {
     assert_eq!(c.pinning.mode, PinMode::Tofu);
     assert_eq!(c.pinning.file, c.data_dir.join("pins.json"));
 }
+
+#[test]
+fn traffic_rules_are_checked_together() {
+    let errs = errors(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://h/\"\n\
+         [network]\ntrusted_proxies = [\"10.0.0.0/33\"]\nblocked_ips = [\"bogus\"]\n\
+         [[rate_limit]]\nname = \"r\"\nwindow_ms = 0\nmax = 0\nburst = 5\n\
+         [[rate_limit]]\nname = \"r\"\nwindow_ms = 1000\nmax = 1\nalgorithm = \"token_bucket\"\nburst = 0\nkey = \"user\"\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            ": unknown variant `user`, expected one of `global`, `ip`, `principal`, `tool`, `principal+tool` (line 18, column 7)",
+        ],
+        "a wrong variant is a parse error, reported on its own"
+    );
+    let errs = errors(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://h/\"\n\
+         [network]\ntrusted_proxies = [\"10.0.0.0/33\"]\nblocked_ips = [\"bogus\"]\n\
+         [[rate_limit]]\nname = \"r\"\nwindow_ms = 0\nmax = 0\nburst = 5\n\
+         [[rate_limit]]\nname = \"r\"\nwindow_ms = 1000\nmax = 1\nalgorithm = \"token_bucket\"\nburst = 0\nmethods = [\"\"]\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "network.trusted_proxies[0]: \"10.0.0.0/33\" is not an address or CIDR range",
+            "network.blocked_ips[0]: \"bogus\" is not an address or CIDR range",
+            "rate_limit[0].window_ms: must be between 1 and 86400000, got 0",
+            "rate_limit[0].max: must be at least 1",
+            "rate_limit[0].burst: only a token_bucket has a burst",
+            "rate_limit[1].name: \"r\" is used by another rule",
+            "rate_limit[1].burst: must be at least 1",
+            "rate_limit[1].methods[0]: an empty pattern matches nothing",
+        ]
+    );
+    let c = parse(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://h/\"\n\
+         [network]\ntrusted_proxies = [\"10.1.2.3\", \"fd00::/8\"]\nforwarded_header = \"forwarded\"\n\
+         [[rate_limit]]\nname = \"b\"\nwindow_ms = 60000\nmax = 100\nalgorithm = \"token_bucket\"\nburst = 10\nkey = \"principal+tool\"\n",
+        "t.toml",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(c.network.trusted_proxies[0].to_string(), "10.1.2.3/32");
+    assert_eq!(c.network.forwarded_header, ForwardedHeader::Forwarded);
+    assert_eq!(c.rate_limits[0].burst, 10);
+    assert_eq!(c.rate_limits[0].key, KeyBy::PrincipalTool);
+}

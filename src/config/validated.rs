@@ -50,6 +50,10 @@ pub struct Config {
     pub ssrf: super::SsrfConfig,
     /// `[pinning]`.
     pub pinning: super::PinningConfig,
+    /// `[network]`.
+    pub network: super::NetworkConfig,
+    /// `[[rate_limit]]`.
+    pub rate_limits: Vec<super::RateLimitRule>,
     /// The built-in token issuer.
     pub issuer: Option<super::IssuerConfig>,
     /// `dangerous.allow_unauthenticated_non_loopback`.
@@ -75,6 +79,8 @@ pub struct LimitsConfig {
     pub max_response_bytes: usize,
     /// Longest wait for an audit queue slot.
     pub audit_wait: Duration,
+    /// Most rate-limit counters tracked.
+    pub max_rate_limit_keys: usize,
 }
 
 /// `[sessions]`, validated.
@@ -315,6 +321,13 @@ impl Config {
                 1,
                 300,
             )),
+            max_rate_limit_keys: e.range(
+                "limits.max_rate_limit_keys",
+                raw.limits.max_rate_limit_keys,
+                1_000_000,
+                64,
+                100_000_000,
+            ) as usize,
         };
         let keepalive = e.range(
             "sessions.sse_keepalive_secs",
@@ -572,6 +585,8 @@ impl Config {
         }
         let ssrf = super::ssrf::ssrf(raw.ssrf, &mut e);
         let pinning = super::pinning::pinning(raw.pinning, &data_dir, &mut e);
+        let network = super::traffic::network(raw.network, &mut e);
+        let rate_limits = super::traffic::rate_limits(raw.rate_limit, &mut e);
         if upstreams.is_empty() && e.0.is_empty() {
             e.push("upstream", "at least one [[upstream]] is required");
         }
@@ -593,6 +608,8 @@ impl Config {
             output: super::output::output(raw.output),
             ssrf,
             pinning,
+            network,
+            rate_limits,
             issuer,
             allow_unauthenticated_non_loopback: allow_open,
             upstreams,

@@ -1,0 +1,235 @@
+//! `[network]` (client addresses, IP lists) and `[[rate_limit]]` (see `controls::network` and
+//! `controls::ratelimit`).
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::validated::Errors;
+
+/// `[network]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    /// Proxies (addresses or CIDRs) whose forwarding header is believed. From any other peer
+    /// the header is ignored and the peer's own address is the client's (default: none).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The header trusted proxies write: `x-forwarded-for` (default) or `forwarded`
+    /// (RFC 7239). Only one is read: a proxy that appends to one passes the other through
+    /// from the client untouched.
+    pub forwarded_header: Option<ForwardedHeader>,
+    /// If set, only clients in these ranges are served (seed 004 `allowedIPs`).
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    /// Clients in these ranges are refused (seed 004 `blockedIPs`). An address in both lists
+    /// follows the longer (more specific) prefix; on a tie it is refused.
+    #[serde(default)]
+    pub blocked_ips: Vec<String>,
+}
+
+/// Which forwarding header carries the client's address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+/// `[network]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkConfig {
+    /// Trusted proxies.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The header they write.
+    pub forwarded_header: ForwardedHeader,
+    /// Allowed client ranges (empty: all).
+    pub allowed_ips: Vec<IpNet>,
+    /// Refused client ranges.
+    pub blocked_ips: Vec<IpNet>,
+}
+
+/// Parses `a.b.c.d/n`, or a bare address as a single-address range.
+pub(super) fn cidrs(key: &str, list: &[String], e: &mut Errors) -> Vec<IpNet> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let parsed = c
+                .parse::<IpNet>()
+                .or_else(|_| c.parse::<IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(n) => Some(n.trunc()),
+                Err(_) => {
+                    e.push(
+                        format!("{key}[{i}]"),
+                        format!("{c:?} is not an address or CIDR range"),
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+pub(super) fn network(raw: RawNetwork, e: &mut Errors) -> NetworkConfig {
+    NetworkConfig {
+        trusted_proxies: cidrs("network.trusted_proxies", &raw.trusted_proxies, e),
+        forwarded_header: raw.forwarded_header.unwrap_or_default(),
+        allowed_ips: cidrs("network.allowed_ips", &raw.allowed_ips, e),
+        blocked_ips: cidrs("network.blocked_ips", &raw.blocked_ips, e),
+    }
+}
+
+/// `[[rate_limit]]`: one rule.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Unique name (shown in logs and the audit trail).
+    pub name: String,
+    /// `sliding_window` (default: at most `max` in any `window_ms`) or `token_bucket` (up to
+    /// `burst` at once, refilled at `max` per `window_ms`).
+    pub algorithm: Option<Algorithm>,
+    /// Window length in milliseconds (1 to 86 400 000).
+    pub window_ms: u64,
+    /// Requests per window.
+    pub max: u32,
+    /// Token bucket only: capacity (default `max`).
+    pub burst: Option<u32>,
+    /// What is counted separately: `global`, `ip`, `principal` (the authenticated identity;
+    /// the client address when unauthenticated: seed 001's API key, then token, then IP),
+    /// `tool` or `principal+tool` (only messages naming a tool). Default `principal`.
+    pub key: Option<KeyBy>,
+    /// Only messages whose JSON-RPC method matches one of these globs (`*` matches any run
+    /// of characters), e.g. `["tools/call"]`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Only `tools/call` for tools matching one of these globs (the upstream's own tool name,
+    /// as on `/mcp/{name}`; on `/mcp` the namespace prefix is removed first).
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Only messages to these upstreams (globs over upstream names).
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+}
+
+/// Counting algorithm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// At most `max` in any window.
+    #[default]
+    SlidingWindow,
+    /// GCRA token bucket with `burst`.
+    TokenBucket,
+}
+
+/// What a rule counts by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum KeyBy {
+    /// One counter for everyone.
+    #[serde(rename = "global")]
+    Global,
+    /// Per client address (IPv6 per /64).
+    #[serde(rename = "ip")]
+    Ip,
+    /// Per authenticated principal, else per client address.
+    #[default]
+    #[serde(rename = "principal")]
+    Principal,
+    /// Per tool.
+    #[serde(rename = "tool")]
+    Tool,
+    /// Per principal and tool.
+    #[serde(rename = "principal+tool")]
+    PrincipalTool,
+}
+
+/// A rule, validated.
+#[derive(Debug, Clone)]
+pub struct RateLimitRule {
+    /// Name.
+    pub name: String,
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Window.
+    pub window_ms: u64,
+    /// Requests per window.
+    pub max: u32,
+    /// Bucket capacity (token bucket).
+    pub burst: u32,
+    /// Key.
+    pub key: KeyBy,
+    /// Method globs (empty: any).
+    pub methods: Vec<String>,
+    /// Tool globs (empty: any).
+    pub tools: Vec<String>,
+    /// Upstream globs (empty: any).
+    pub upstreams: Vec<String>,
+}
+
+pub(super) fn rate_limits(raw: Vec<RawRateLimit>, e: &mut Errors) -> Vec<RateLimitRule> {
+    let mut names = HashSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let k = |f: &str| format!("rate_limit[{i}].{f}");
+            if r.name.trim().is_empty() {
+                e.push(k("name"), "must not be empty");
+            } else if !names.insert(r.name.clone()) {
+                e.push(k("name"), format!("{:?} is used by another rule", r.name));
+            }
+            if !(1..=86_400_000).contains(&r.window_ms) {
+                e.push(
+                    k("window_ms"),
+                    format!("must be between 1 and 86400000, got {}", r.window_ms),
+                );
+            }
+            if r.max == 0 {
+                e.push(k("max"), "must be at least 1");
+            }
+            let algorithm = r.algorithm.unwrap_or_default();
+            let burst = match (algorithm, r.burst) {
+                (Algorithm::SlidingWindow, Some(_)) => {
+                    e.push(k("burst"), "only a token_bucket has a burst");
+                    r.max
+                }
+                (Algorithm::TokenBucket, Some(0)) => {
+                    e.push(k("burst"), "must be at least 1");
+                    r.max
+                }
+                (_, b) => b.unwrap_or(r.max),
+            };
+            for (field, globs) in [
+                ("methods", &r.methods),
+                ("tools", &r.tools),
+                ("upstreams", &r.upstreams),
+            ] {
+                for (j, g) in globs.iter().enumerate() {
+                    if g.is_empty() {
+                        e.push(
+                            k(&format!("{field}[{j}]")),
+                            "an empty pattern matches nothing",
+                        );
+                    }
+                }
+            }
+            RateLimitRule {
+                name: r.name,
+                algorithm,
+                window_ms: r.window_ms,
+                max: r.max,
+                burst,
+                key: r.key.unwrap_or_default(),
+                methods: r.methods,
+                tools: r.tools,
+                upstreams: r.upstreams,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,196 @@
+//! Traffic control through the running gateway: rate-limit rules per principal and per
+//! address with their headers, exactness under 64 concurrent clients, forwarding headers
+//! believed only from trusted proxies, and IP allow/deny lists.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use http::{Method, StatusCode};
+use palisade::controls::authn::generate_token;
+use support::hub::*;
+use support::*;
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+
+fn header(r: &Reply, name: &str) -> Option<u64> {
+    r.headers
+        .get(name)
+        .map(|v| v.to_str().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_principal_limit_refuses_past_max_with_headers() {
+    let (up, addr) = Scripted::start().await;
+    let (alice, ha) = generate_token();
+    let (bob, hb) = generate_token();
+    let cfg = format!(
+        "[auth]\nmethods = [\"bearer\"]\n\
+         [[auth.bearer]]\nid = \"alice\"\nsha256 = \"{ha}\"\n\
+         [[auth.bearer]]\nid = \"bob\"\nsha256 = \"{hb}\"\n\
+         [[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\nhub = false\n\
+         [[rate_limit]]\nname = \"calls\"\nwindow_ms = 60000\nmax = 3\nmethods = [\"tools/call\"]\n"
+    );
+    let mut gw = Gateway::start("rl-principal", &cfg);
+    let a = Client::connect(gw.url("/mcp/s"), Some(&alice)).await;
+    let b = Client::connect(gw.url("/mcp/s"), Some(&bob)).await;
+
+    for left in [2, 1, 0] {
+        let r = a.raw(CALL).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(header(&r, "x-ratelimit-limit"), Some(3));
+        assert_eq!(header(&r, "x-ratelimit-remaining"), Some(left));
+        let reset = header(&r, "x-ratelimit-reset").unwrap();
+        let now = unix_now();
+        assert!(reset > now && reset <= now + 65, "reset {reset}, now {now}");
+    }
+    let before = up.count();
+    let r = a.raw(CALL).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.code(), "MCP-006");
+    assert_eq!(r.json()["id"], 7);
+    assert_eq!(header(&r, "x-ratelimit-remaining"), Some(0));
+    let retry = header(&r, "retry-after").unwrap();
+    assert!((1..=65).contains(&retry), "Retry-After {retry}");
+    assert_eq!(up.count(), before, "a refused call reached the upstream");
+
+    // Bob has his own allowance; messages the rule does not match carry no quota.
+    let r = b.raw(CALL).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(header(&r, "x-ratelimit-remaining"), Some(2));
+    let r = a
+        .raw(r#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(header(&r, "x-ratelimit-limit"), None);
+
+    gw.stop();
+    let rows = gw.audit_rows();
+    let refused = rows
+        .iter()
+        .filter(|r| r.2 == "ratelimit")
+        .collect::<Vec<_>>();
+    assert_eq!(
+        refused,
+        vec![&(
+            Some("tools/call".to_owned()),
+            "deny".to_owned(),
+            "ratelimit".to_owned(),
+            "rate_limited".to_owned(),
+            429,
+            Some("MCP-006".to_owned())
+        )],
+        "{rows:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_concurrent_clients_never_get_more_than_the_limit() {
+    let cfg = "[[upstream]]\nname = \"demo\"\nbuiltin = \"demo\"\nhub = false\n\
+               [[rate_limit]]\nname = \"all-calls\"\nkey = \"global\"\nwindow_ms = 600000\n\
+               max = 50\nmethods = [\"tools/call\"]\n";
+    let gw = Gateway::start("rl-concurrent", cfg);
+    let url = gw.url("/mcp/demo");
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let c = Client::connect(url, None).await;
+                let mut statuses = Vec::new();
+                for _ in 0..2 {
+                    statuses.push(c.raw(CALL).await.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut seen: BTreeMap<u16, usize> = BTreeMap::new();
+    for t in tasks {
+        for s in t.await.unwrap() {
+            *seen.entry(s.as_u16()).or_default() += 1;
+        }
+    }
+    assert_eq!(seen, BTreeMap::from([(200, 50), (429, 78)]));
+}
+
+/// Five `initialize` requests, each claiming another address in `X-Forwarded-For`.
+async fn rotate(gw: &Gateway, xff: impl Fn(usize) -> String) -> Vec<u16> {
+    let mut out = Vec::new();
+    for i in 0..5 {
+        let x = xff(i);
+        let r = post(&gw.url("/mcp/demo"), &[("x-forwarded-for", &x)], INIT).await;
+        out.push(r.status.as_u16());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let rule = "[[upstream]]\nname = \"demo\"\nbuiltin = \"demo\"\nhub = false\n\
+                [[rate_limit]]\nname = \"per-ip\"\nkey = \"ip\"\nwindow_ms = 600000\nmax = 2\n";
+    // From an untrusted peer, rotating the header buys nothing.
+    let gw = Gateway::start("rl-xff-untrusted", rule);
+    let got = rotate(&gw, |i| format!("198.51.100.{i}")).await;
+    assert_eq!(got, [200, 200, 429, 429, 429]);
+
+    // Behind a trusted proxy, each forwarded client has its own allowance...
+    let cfg = format!("{rule}[network]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+    let gw = Gateway::start("rl-xff-trusted", &cfg);
+    let got = rotate(&gw, |i| format!("198.51.100.{i}")).await;
+    assert_eq!(got, [200; 5]);
+    // ...and a client cannot escape it by prepending addresses the proxy did not write.
+    let got = rotate(&gw, |i| format!("10.9.9.{i}, 203.0.113.7")).await;
+    assert_eq!(got, [200, 200, 429, 429, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ip_lists_refuse_before_anything_else() {
+    let (up, addr) = Scripted::start().await;
+    let cfg = format!(
+        "[[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\nhub = false\n\
+         [network]\ntrusted_proxies = [\"127.0.0.1\"]\nblocked_ips = [\"203.0.113.0/24\"]\n"
+    );
+    let mut gw = Gateway::start("ip-lists", &cfg);
+    let before = up.count();
+    let r = post(
+        &gw.url("/mcp/s"),
+        &[("x-forwarded-for", "203.0.113.5")],
+        INIT,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.code(), "MCP-002");
+    assert_eq!(up.count(), before);
+    // Operational endpoints too.
+    let r = send(
+        Method::GET,
+        &gw.url("/metrics"),
+        &[("x-forwarded-for", "203.0.113.5")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post(
+        &gw.url("/mcp/s"),
+        &[("x-forwarded-for", "198.51.100.1")],
+        INIT,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    gw.stop();
+    let rows = gw.audit_rows();
+    let blocked = rows
+        .iter()
+        .filter(|r| r.2 == "network" && r.3 == "ip_blocked" && r.1 == "deny" && r.4 == 403)
+        .count();
+    assert_eq!(blocked, 2, "{rows:#?}");
+
+    // An allow list refuses every address it does not name.
+    let cfg = format!(
+        "[[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\nhub = false\n\
+         [network]\nallowed_ips = [\"10.0.0.0/8\"]\n"
+    );
+    let gw = Gateway::start("ip-allow", &cfg);
+    let r = post(&gw.url("/mcp/s"), &[], INIT).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
