@@ -45,14 +45,17 @@ fn authenticator(cache: u64) -> (Authenticator, String) {
         fixture("ed.pub")
     );
     let cfg = palisade::config::parse(&toml, "bench", &|_| None).expect("bench config");
-    let client = palisade::upstream::client(Duration::from_secs(1));
+    let fetcher = palisade::controls::ssrf::fetch::Fetcher::new(
+        cfg.ssrf.clone(),
+        Duration::from_secs(1),
+    );
     (
         Authenticator::new(
             &cfg.auth,
             &cfg.upstreams,
             &cfg.hub,
             &cfg.listeners,
-            client,
+            fetcher,
             Trust::default(),
         ),
         token,

@@ -75,6 +75,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ToolsCmd,
     },
+    /// Automatic blocks: list them, lift one (through the running gateway's admin API).
+    Blocks {
+        #[command(subcommand)]
+        cmd: BlocksCmd,
+    },
+    /// Quarantined agents: list them, release one (through the admin API).
+    Quarantine {
+        #[command(subcommand)]
+        cmd: QuarantineCmd,
+    },
     /// Internal: the sandboxing supervisor the gateway starts each stdio upstream through.
     #[command(hide = true)]
     StdioExec(palisade::sandbox::ExecArgs),
@@ -151,6 +161,138 @@ struct PinsAt {
     /// Data directory of a gateway run without a config file.
     #[arg(long, env = "PALISADE_DATA_DIR", default_value = "palisade-data")]
     data_dir: PathBuf,
+}
+
+/// How to reach a running gateway's admin API.
+#[derive(clap::Args)]
+struct AdminAt {
+    /// The gateway's configuration file (for its `data_dir`).
+    #[arg(long, env = "PALISADE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of a gateway run without a config file.
+    #[arg(long, env = "PALISADE_DATA_DIR", default_value = "palisade-data")]
+    data_dir: PathBuf,
+    /// The admin API's base URL (default: `<data_dir>/admin.addr`, written by the gateway).
+    #[arg(long, env = "PALISADE_ADMIN_URL")]
+    admin: Option<String>,
+    /// A bearer token or JWT with the `admin:blocks:*` / `admin:quarantine:*` permissions.
+    #[arg(long, env = "PALISADE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum BlocksCmd {
+    /// Blocked addresses and principals: who, why, until when.
+    List {
+        #[command(flatten)]
+        at: AdminAt,
+    },
+    /// Lift a block: `ip:ADDR` or `principal:ID`.
+    Unblock {
+        #[command(flatten)]
+        at: AdminAt,
+        who: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCmd {
+    /// Quarantined principals: who, why, since when.
+    List {
+        #[command(flatten)]
+        at: AdminAt,
+    },
+    /// Release a quarantined principal: `principal:ID`.
+    Release {
+        #[command(flatten)]
+        at: AdminAt,
+        who: String,
+    },
+}
+
+/// Lists holds of one kind, or lifts one, through the admin API.
+fn admin_cmd(at: &AdminAt, quarantine: bool, release: Option<&str>) -> anyhow::Result<ExitCode> {
+    let base = match &at.admin {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let dir = match &at.config {
+                Some(f) => {
+                    config::load_file(f, &env_var, &Overrides::default())
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                        .data_dir
+                }
+                None => at.data_dir.clone(),
+            };
+            let file = palisade::app::admin::addr_file(&dir);
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {} (is the gateway running?)", file.display()))?
+                .trim()
+                .to_owned()
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let token = at.token.as_deref();
+    let (status, v) = rt
+        .block_on(async {
+            match release {
+                None => {
+                    palisade::app::admin::call(
+                        &base,
+                        token,
+                        http::Method::GET,
+                        "/admin/holds",
+                        None,
+                    )
+                    .await
+                }
+                Some(who) => {
+                    let path = if quarantine {
+                        "/admin/quarantine/release"
+                    } else {
+                        "/admin/blocks/release"
+                    };
+                    let body = serde_json::json!({ "who": who });
+                    palisade::app::admin::call(&base, token, http::Method::POST, path, Some(body))
+                        .await
+                }
+            }
+        })
+        .map_err(anyhow::Error::msg)?;
+    if !status.is_success() {
+        let why = v["error"].as_str().unwrap_or("refused");
+        eprintln!("error: the admin API answered {status}: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(who) = release {
+        println!("released {who}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let kind = if quarantine { "quarantine" } else { "block" };
+    let now = unix_now();
+    let mut n = 0;
+    for h in v["holds"].as_array().into_iter().flatten() {
+        if h["kind"] != kind {
+            continue;
+        }
+        n += 1;
+        let since = h["since_ms"].as_u64().unwrap_or(0) / 1000;
+        let until = match h["until_ms"].as_u64() {
+            Some(u) => format!("for {} s more", (u / 1000).saturating_sub(now)),
+            None => "until released".to_owned(),
+        };
+        println!(
+            "{}\t{}\tsince {} s ago\t{until}",
+            h["who"].as_str().unwrap_or("?"),
+            h["reason"].as_str().unwrap_or("?"),
+            now.saturating_sub(since)
+        );
+    }
+    if n == 0 {
+        println!("no {kind}s in force");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Subcommand)]
@@ -344,6 +486,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Blocks {
+            cmd: BlocksCmd::List { at },
+        } => admin_cmd(&at, false, None),
+        Cmd::Blocks {
+            cmd: BlocksCmd::Unblock { at, who },
+        } => admin_cmd(&at, false, Some(&who)),
+        Cmd::Quarantine {
+            cmd: QuarantineCmd::List { at },
+        } => admin_cmd(&at, true, None),
+        Cmd::Quarantine {
+            cmd: QuarantineCmd::Release { at, who },
+        } => admin_cmd(&at, true, Some(&who)),
         Cmd::Tools {
             cmd: ToolsCmd::Pending { at },
         } => {

@@ -39,6 +39,7 @@ pub struct Running {
     /// `https` with `[tls]`, else `http`.
     pub scheme: &'static str,
     listeners: Vec<Bound>,
+    admin: Option<TcpListener>,
     gw: Shared,
     writer: AuditWriter,
 }
@@ -135,6 +136,22 @@ pub async fn start_with_clock(
             tls,
         });
     }
+    // The operator API, on its own listener; its address goes to the data directory for the
+    // `blocks` and `quarantine` commands.
+    let admin = match config.admin.enabled {
+        true => {
+            let l = TcpListener::bind(config.admin.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.listen))?;
+            let addr = l.local_addr().map_err(|e| e.to_string())?;
+            let file = crate::app::admin::addr_file(&config.data_dir);
+            std::fs::create_dir_all(&config.data_dir)
+                .and_then(|_| std::fs::write(&file, format!("http://{addr}\n")))
+                .map_err(|e| format!("writing {}: {e}", file.display()))?;
+            Some(l)
+        }
+        false => None,
+    };
     let origins: Vec<OriginGuard> = bound
         .iter()
         .map(|b| OriginGuard::new(config.origins.clone(), b.addr.ip().is_loopback()))
@@ -208,6 +225,12 @@ pub async fn start_with_clock(
                 config.limits.max_rate_limit_keys,
             )),
         ),
+        abuse: crate::controls::abuse::Abuse::new(
+            config.abuse.clone(),
+            Arc::new(crate::controls::abuse::MemoryAbuseStore::new(100_000)),
+            audit.clone(),
+            fetcher.clone(),
+        ),
         clock,
         routes,
         hub,
@@ -225,6 +248,7 @@ pub async fn start_with_clock(
             "http"
         },
         listeners: bound,
+        admin,
         gw,
         writer,
     })
@@ -246,7 +270,13 @@ impl Running {
                 server::serve(b.listener, i, gw, b.tls, signal, Duration::from_secs(30)).await;
             }));
         }
+        let admin = self
+            .admin
+            .map(|l| tokio::spawn(crate::app::admin::serve(l, self.gw.clone())));
         shutdown.await;
+        if let Some(a) = admin {
+            a.abort();
+        }
         let _ = stop.send(true);
         for s in servers {
             let _ = s.await;

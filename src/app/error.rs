@@ -8,6 +8,7 @@
 use http::StatusCode;
 
 use crate::audit::AuditUnavailable;
+use crate::controls::abuse::{AbuseError, Strike};
 use crate::controls::authn::{AuthnError, BearerError, HmacError, JwtError};
 use crate::controls::authz::AuthzError;
 use crate::controls::body::BodyError;
@@ -80,6 +81,9 @@ pub enum Rejection {
     /// Rate limits.
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// A blocked or quarantined client.
+    #[error(transparent)]
+    Abuse(#[from] AbuseError),
 }
 
 /// What a rejection looks like on the wire and in the audit trail.
@@ -144,6 +148,37 @@ const fn upstream(
 }
 
 impl Rejection {
+    /// What this refusal counts for in abuse response (auto-block, quarantine), if anything.
+    /// A missing credential is not a failed attempt: it is how clients discover that a route
+    /// needs one (and where to get it).
+    pub fn strike(&self) -> Option<Strike> {
+        let suspicious = |v: &ValidateError| {
+            matches!(
+                v,
+                ValidateError::PrototypeKey(_)
+                    | ValidateError::Ssrf(_)
+                    | ValidateError::Withheld { .. }
+                    | ValidateError::Rule {
+                        reason: "arg_content_pattern",
+                        ..
+                    }
+            )
+        };
+        match self {
+            Rejection::Authn(AuthnError::Hmac(HmacError::BadSignature)) => {
+                Some(Strike::HmacMismatch)
+            }
+            Rejection::Authn(AuthnError::Missing | AuthnError::InsufficientScope) => None,
+            Rejection::Authn(_) => Some(Strike::AuthFailure),
+            Rejection::Limit(LimitError::Exceeded { .. }) => Some(Strike::LimitViolation),
+            Rejection::Authz(_) | Rejection::Hub(HubError::Authz(_)) => Some(Strike::Suspicious),
+            Rejection::Validate(v) | Rejection::Hub(HubError::Validate(v)) if suspicious(v) => {
+                Some(Strike::Suspicious)
+            }
+            _ => None,
+        }
+    }
+
     /// The one mapping table. Documented in README.md ("Errors").
     pub fn mapping(&self) -> Mapping {
         use McpCode as C;
@@ -476,6 +511,17 @@ impl Rejection {
                 match e {
                     NetworkError::Blocked(_) => "ip_blocked",
                     NetworkError::NotAllowed(_) => "ip_not_allowed",
+                },
+            ),
+            Rejection::Abuse(e) => m(
+                S::FORBIDDEN,
+                rpc::SERVER_ERROR,
+                C::Unauthorized,
+                "Forbidden",
+                "abuse",
+                match e {
+                    AbuseError::Blocked { .. } => "blocked",
+                    AbuseError::Quarantined { .. } => "quarantined",
                 },
             ),
             Rejection::Limit(e) => m(

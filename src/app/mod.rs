@@ -1,5 +1,6 @@
 //! Assembly: the gateway's shared state, the pipeline, the listener and the operational endpoints.
 
+pub mod admin;
 pub mod body;
 pub mod error;
 mod hubroute;
@@ -60,6 +61,8 @@ pub struct Gateway {
     pub network: crate::controls::network::Network,
     /// Rate limits.
     pub limiter: crate::controls::ratelimit::RateLimiter,
+    /// Automatic blocks and quarantine.
+    pub abuse: crate::controls::abuse::Abuse,
 }
 
 impl Gateway {

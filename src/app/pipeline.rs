@@ -79,6 +79,8 @@ struct Seen {
     route: Option<usize>,
     /// The tightest rate-limit quota that counted the request.
     quota: Option<Quota>,
+    /// Who sent it, once a credential proved it.
+    principal: Option<std::sync::Arc<str>>,
 }
 
 /// The session situation of a POST.
@@ -114,6 +116,10 @@ pub async fn handle(
     let client = gw.network.client(peer.ip(), req.headers());
     if let Err(e) = gw.network.check(client) {
         return refuse_early(&gw, Rejection::Network(e), req.method().as_str(), client).await;
+    }
+    // A blocked address is refused here too, whatever credentials it brings.
+    if let Err(e) = gw.abuse.check_ip(client, gw.clock.now_ms()) {
+        return refuse_early(&gw, Rejection::Abuse(e), req.method().as_str(), client).await;
     }
     // Operational endpoints (/healthz, /readyz, /metrics; primary listener only) and OAuth
     // metadata are not MCP traffic.
@@ -260,6 +266,18 @@ pub async fn handle(
                     }
                 }
             }
+            // Authentication failures, limit violations and suspicious refusals are strikes
+            // towards a block or a quarantine.
+            if let Some(strike) = rej.strike() {
+                let who = seen.principal.as_ref();
+                gw.abuse.strike(strike, client, who, gw.clock.now_ms());
+            }
+            if let Rejection::Abuse(e) = &rej {
+                if let Some(s) = e.retry_after_secs(gw.clock.now_ms()) {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(s));
+                }
+            }
             if let Rejection::Limit(e) = &rej {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(e.retry_after_secs()));
@@ -300,7 +318,13 @@ pub async fn handle(
 async fn refuse_early(gw: &Shared, rej: Rejection, method: &str, client: IpAddr) -> Response<Body> {
     let request_id = super::trace::new_request_id();
     let trace = Trace::new(&request_id, method, client);
-    let (resp, n) = reject(&rej, None, &request_id);
+    let (mut resp, n) = reject(&rej, None, &request_id);
+    if let Rejection::Abuse(e) = &rej {
+        if let Some(s) = e.retry_after_secs(gw.clock.now_ms()) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+    }
     let m = rej.mapping();
     tracing::info!(target: "palisade::deny", request_id, control = m.control, reason = m.reason, detail = %rej, "request refused");
     if let Ok(slot) = gw.audit.reserve().await {
@@ -431,7 +455,7 @@ async fn mcp(
             trace.input_bytes(bytes.len());
             // 5. Authenticate, body stage: the HMAC signature covers the body; only a verified
             //    request consumes its nonce. → Principal.
-            let principal = pending.finish(&parts, &bytes, now)?;
+            let principal = seen.authenticate(gw, pending, &parts, &bytes, now_ms)?;
             trace.principal(&principal);
             // 6. Envelope: ONE strict parse over the bytes, kept as a view of them.
             let env = Envelope::parse(bytes, limits.max_json_depth)?;
@@ -546,7 +570,7 @@ async fn mcp(
         Method::GET => {
             // The listen stream of a session (legacy era only). No body: authentication
             // completes over the empty body.
-            let principal = pending.finish(&parts, &[], now)?;
+            let principal = seen.authenticate(gw, pending, &parts, &[], now_ms)?;
             trace.principal(&principal);
             if gw.hub.view(route).is_some() {
                 if is_modern(&parts.headers) {
@@ -578,7 +602,7 @@ async fn mcp(
             passthrough(gw, rparts, rbody).await
         }
         Method::DELETE => {
-            let principal = pending.finish(&parts, &[], now)?;
+            let principal = seen.authenticate(gw, pending, &parts, &[], now_ms)?;
             trace.principal(&principal);
             let header = parts
                 .headers
@@ -713,6 +737,26 @@ async fn remember(
 }
 
 impl Seen {
+    /// Completes authentication over the body, remembering who the request is from (for
+    /// abuse response: a principal whose valid token came with a bad signature is that
+    /// principal), and refuses a blocked or quarantined principal.
+    fn authenticate(
+        &mut self,
+        gw: &Shared,
+        pending: crate::controls::authn::Pending<'_>,
+        parts: &http::request::Parts,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<Principal, Rejection> {
+        self.principal = pending.verified().cloned();
+        let principal = pending.finish(parts, body, now_ms / 1000)?;
+        if principal.method() != "none" {
+            self.principal = Some(principal.id().clone());
+            gw.abuse.check_principal(principal.id(), now_ms)?;
+        }
+        Ok(principal)
+    }
+
     /// Counts the request against the rate limits of `stage`, keeping the tightest quota.
     fn admit(
         &mut self,

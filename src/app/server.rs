@@ -39,6 +39,7 @@ pub async fn serve(
                 let ended = gw.sessions.reap(Instant::now());
                 pipeline::end_upstream_sessions(&gw, ended);
                 gw.hub.reap();
+                gw.abuse.sweep(gw.clock.now_ms());
                 let tracked = gw.limiter.sweep(gw.clock.now_ms());
                 metrics::gauge!("palisade_ratelimit_keys").set(tracked as f64);
             }

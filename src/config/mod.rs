@@ -2,6 +2,7 @@
 //! against the schema for unknown keys, then converted into validated types. Every error found is
 //! reported together, with its key and why; nothing else in the gateway reads configuration.
 
+mod abuse;
 mod auth;
 mod authz;
 mod hub;
@@ -16,6 +17,7 @@ mod tls;
 mod traffic;
 mod validated;
 
+pub use abuse::{AbuseConfig, AdminConfig};
 pub use auth::{
     AuthConfig, BearerToken, Canonical, Combo, Grant, HmacClient, HmacConfig, Method, OAuthConfig,
     Secret,

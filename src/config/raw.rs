@@ -55,6 +55,12 @@ pub struct RawConfig {
     /// Rate-limit rules, all applied to every message they match.
     #[serde(default)]
     pub rate_limit: Vec<super::traffic::RawRateLimit>,
+    /// Automatic blocks, quarantine and alerts.
+    #[serde(default)]
+    pub abuse: super::abuse::RawAbuse,
+    /// The operator API (blocks, quarantine).
+    #[serde(default)]
+    pub admin: super::abuse::RawAdmin,
     /// More listeners besides `listen` (e.g. a public TLS one), each with its own TLS,
     /// default authentication and set of routes.
     #[serde(default)]

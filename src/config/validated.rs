@@ -54,6 +54,10 @@ pub struct Config {
     pub network: super::NetworkConfig,
     /// `[[rate_limit]]`.
     pub rate_limits: Vec<super::RateLimitRule>,
+    /// `[abuse]`.
+    pub abuse: super::AbuseConfig,
+    /// `[admin]`.
+    pub admin: super::AdminConfig,
     /// The built-in token issuer.
     pub issuer: Option<super::IssuerConfig>,
     /// `dangerous.allow_unauthenticated_non_loopback`.
@@ -587,6 +591,8 @@ impl Config {
         let pinning = super::pinning::pinning(raw.pinning, &data_dir, &mut e);
         let network = super::traffic::network(raw.network, &mut e);
         let rate_limits = super::traffic::rate_limits(raw.rate_limit, &mut e);
+        let abuse = super::abuse::abuse(raw.abuse, &mut e);
+        let admin = super::abuse::admin(raw.admin, AuthConfig::allows_none(&auth.methods), &mut e);
         if upstreams.is_empty() && e.0.is_empty() {
             e.push("upstream", "at least one [[upstream]] is required");
         }
@@ -610,6 +616,8 @@ impl Config {
             pinning,
             network,
             rate_limits,
+            abuse,
+            admin,
             issuer,
             allow_unauthenticated_non_loopback: allow_open,
             upstreams,
@@ -856,6 +864,7 @@ impl Config {
                     .iter()
                     .filter_map(|u| u.oauth.as_ref().map(|o| o.token_url.clone())),
             )
+            .chain(self.abuse.alert_webhook.clone())
             .collect()
     }
 }

@@ -1,6 +1,7 @@
 //! The security controls, one module each, in pipeline order. Each owns its configuration, its
 //! error type and its tests; none reaches into another's state. `app::pipeline` calls them.
 
+pub mod abuse;
 pub mod authn;
 pub mod authz;
 pub mod body;

@@ -44,6 +44,7 @@ pub(crate) fn instructions(conn: &Conn) -> Option<&str> {
 impl Hub {
     /// Checks a call to `name` on upstream `u`, whose list (as this caller's upstream session
     /// sees it) is `tools`.
+    #[allow(clippy::too_many_arguments)] // the call, who makes it, and where it is going
     pub(crate) async fn prepare_call<'t>(
         &self,
         u: usize,

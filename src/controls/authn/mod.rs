@@ -110,6 +110,8 @@ pub struct Authenticator {
     anonymous: Grant,
     /// Per listener, per route: the accepted combinations (`None`: not served there).
     listeners: Vec<Vec<Option<Vec<Combo>>>>,
+    /// `auth.methods`: what the admin API accepts.
+    admin: Vec<Combo>,
     oauth: Option<OAuth>,
     tokens: bearer::Tokens,
     hmac: hmac::Verifier,
@@ -159,6 +161,7 @@ impl Authenticator {
                 permissions: Arc::from([]),
             },
             listeners: listeners.iter().map(|l| l.routes.clone()).collect(),
+            admin: cfg.methods.clone(),
             oauth: cfg.oauth.as_ref().map(|o| OAuth {
                 // The hub (`/mcp`) is the route after the upstreams.
                 resources: routes
@@ -209,6 +212,38 @@ impl Authenticator {
         client_cert: Option<&Arc<str>>,
         now: u64,
     ) -> Result<Pending<'a>, AuthnError> {
+        // A route not served on this listener has no combination: refused.
+        let combos = self
+            .listeners
+            .get(listener)
+            .and_then(|l| l.get(route))
+            .and_then(Option::as_deref)
+            .unwrap_or(&[]);
+        self.begin_with(combos, route, parts, client_ip, client_cert, now)
+            .await
+    }
+
+    /// Header stage for the admin API: the combinations of `auth.methods` (no route, so no
+    /// OAuth audience of a route).
+    pub async fn begin_admin<'a>(
+        &'a self,
+        parts: &'a Parts,
+        client_ip: IpAddr,
+        now: u64,
+    ) -> Result<Pending<'a>, AuthnError> {
+        self.begin_with(&self.admin, usize::MAX, parts, client_ip, None, now)
+            .await
+    }
+
+    async fn begin_with<'a>(
+        &'a self,
+        combos: &[Combo],
+        route: usize,
+        parts: &'a Parts,
+        client_ip: IpAddr,
+        client_cert: Option<&Arc<str>>,
+        now: u64,
+    ) -> Result<Pending<'a>, AuthnError> {
         refuse_credentials_in_url_or_cookie(parts)?;
         let headers = &parts.headers;
         let mut auth = headers.get_all(header::AUTHORIZATION).iter();
@@ -217,13 +252,6 @@ impl Authenticator {
             return Err(BearerError::Repeated.into());
         }
         let signed = hmac::present(headers);
-        // A route not served on this listener has no combination: refused.
-        let combos = self
-            .listeners
-            .get(listener)
-            .and_then(|l| l.get(route))
-            .and_then(Option::as_deref)
-            .unwrap_or(&[]);
         // Static tokens and JWTs share the header: where a route accepts both, a value with
         // three dot-separated parts is a JWT.
         let jwt_shaped = authorization.is_some_and(|v| jwt::shaped(v.as_bytes()));
@@ -302,6 +330,12 @@ impl Authenticator {
 }
 
 impl Pending<'_> {
+    /// The identity a token or client certificate already proved, before the body stage
+    /// (an HMAC signature that then fails was sent with that identity's valid credential).
+    pub fn verified(&self) -> Option<&Arc<str>> {
+        self.bearer.as_ref().map(|g| &g.id)
+    }
+
     /// Body stage: verifies what needs the body and makes the principal.
     pub fn finish(self, parts: &Parts, body: &[u8], now: u64) -> Result<Principal, AuthnError> {
         let mut grant: Option<Grant> = self.bearer;

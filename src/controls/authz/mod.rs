@@ -427,6 +427,28 @@ impl Authz {
         self.role_names(who).any(|r| roles.iter().any(|x| x == r))
     }
 
+    /// Whether `who` holds the permission `name` (e.g. `["admin", "blocks", "write"]`):
+    /// granted by a role or the token's permissions claim, and denied by none. Without
+    /// `[authz]` (only possible when nothing authenticates: local development), yes.
+    pub fn permits(&self, who: &Principal, name: &[&str]) -> bool {
+        if !self.configured {
+            return true;
+        }
+        let mut granted = false;
+        for g in self.grants(who) {
+            if g.deny.iter().any(|d| grammar::covers(d, name)) {
+                return false;
+            }
+            granted = granted || g.allow.iter().any(|p| grammar::covers(p, name));
+        }
+        granted
+            || (!is_anonymous(who)
+                && who
+                    .permissions()
+                    .iter()
+                    .any(|p| grammar::check(p).is_ok() && grammar::covers(p, name)))
+    }
+
     fn grants<'a>(&'a self, who: &'a Principal) -> impl Iterator<Item = &'a RoleGrants> + 'a {
         self.role_names(who).filter_map(|r| self.roles.get(r))
     }

@@ -37,6 +37,9 @@ use crate::audit::{hex_lower, AuditHandle, AuditRecord, Decision, Text};
 use crate::config::{PinMode, PinningConfig, Suspicious};
 use store::{File, Pending, Pin};
 
+/// A flag already reported: (upstream index, tool, definition digest).
+type Reported = (usize, Box<str>, [u8; 32]);
+
 /// Why a tool is withheld.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Withheld {
@@ -171,7 +174,7 @@ pub struct Pins {
     names: Vec<Arc<str>>,
     known: RwLock<Known>,
     cache: Vec<RwLock<Vec<Cached>>>,
-    reported: Mutex<HashSet<(usize, Box<str>, [u8; 32])>>,
+    reported: Mutex<HashSet<Reported>>,
     /// One writer of the files at a time (each write reads, merges and renames).
     writing: Arc<Mutex<()>>,
     /// Writes not known to be finished.

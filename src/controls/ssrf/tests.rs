@@ -173,8 +173,10 @@ mod own_fetches {
     /// The policy of a gateway whose IdP is at `addr` (its network allowed, as an operator
     /// with an internal IdP would).
     fn fetcher(addr: SocketAddr) -> Fetcher {
-        let mut ssrf = SsrfConfig::default();
-        ssrf.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
+        let ssrf = SsrfConfig {
+            allow_cidrs: vec!["127.0.0.1/32".parse().unwrap()],
+            ..Default::default()
+        };
         let url: http::Uri = format!("http://{addr}/jwks").parse().unwrap();
         Fetcher::new(fetch_policy(&ssrf, [url].iter()), Duration::from_secs(2))
     }
@@ -222,8 +224,10 @@ mod own_fetches {
             _ => (200, None),
         })
         .await;
-        let mut ssrf = SsrfConfig::default();
-        ssrf.allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
+        let ssrf = SsrfConfig {
+            allow_cidrs: vec!["127.0.0.1/32".parse().unwrap()],
+            ..Default::default()
+        };
         let urls: Vec<http::Uri> = [addr, other]
             .iter()
             .map(|a| format!("http://{a}/").parse().unwrap())
