@@ -45,10 +45,8 @@ fn authenticator(cache: u64) -> (Authenticator, String) {
         fixture("ed.pub")
     );
     let cfg = palisade::config::parse(&toml, "bench", &|_| None).expect("bench config");
-    let fetcher = palisade::controls::ssrf::fetch::Fetcher::new(
-        cfg.ssrf.clone(),
-        Duration::from_secs(1),
-    );
+    let fetcher =
+        palisade::controls::ssrf::fetch::Fetcher::new(cfg.ssrf.clone(), Duration::from_secs(1));
     (
         Authenticator::new(
             &cfg.auth,

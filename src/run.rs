@@ -87,6 +87,14 @@ pub async fn start_with_clock(
             .check(u)
             .map_err(|e| format!("the gateway would refuse to fetch {e}"))?;
     }
+    let key = audit::load_or_create_key(&config.data_dir)
+        .map_err(|e| format!("audit signing key in {}: {e}", config.data_dir.display()))?;
+    let (audit, writer) = AuditWriter::start(
+        &config.audit,
+        key,
+        config.limits.audit_wait,
+        tokio::runtime::Handle::current(),
+    )?;
     let mut routes = Vec::new();
     for u in &config.upstreams {
         let uri = match &u.target {
@@ -102,16 +110,15 @@ pub async fn start_with_clock(
                     .map_err(|e| e.to_string())?
             }
         };
-        routes.push(Arc::new(Upstream::new(u, uri, client.clone(), &fetcher)));
+        routes.push(Arc::new(Upstream::new(
+            u,
+            uri,
+            client.clone(),
+            &fetcher,
+            clock.clone(),
+            Some(audit.clone()),
+        )));
     }
-    let key = audit::load_or_create_key(&config.data_dir)
-        .map_err(|e| format!("audit signing key in {}: {e}", config.data_dir.display()))?;
-    let (audit, writer) = AuditWriter::start(
-        &config.audit,
-        key,
-        config.limits.audit_wait,
-        tokio::runtime::Handle::current(),
-    )?;
     // Every listener, the primary first: bound now, so a taken port fails the start.
     let mut bound = Vec::new();
     for l in &config.listeners {

@@ -478,6 +478,12 @@ impl Rejection {
                     "Upstream unavailable",
                     "upstream_credential",
                 ),
+                UpstreamError::CircuitOpen => upstream(
+                    S::SERVICE_UNAVAILABLE,
+                    C::BackendUnavailable,
+                    "Upstream unavailable",
+                    "circuit_open",
+                ),
             },
             Rejection::Response(e) => match e {
                 ResponseError::Protocol(_) => upstream(

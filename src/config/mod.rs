@@ -5,6 +5,7 @@
 mod abuse;
 mod auth;
 mod authz;
+mod breaker;
 mod hub;
 mod issuer;
 mod jwt;
@@ -23,6 +24,7 @@ pub use auth::{
     Secret,
 };
 pub use authz::{ArgRule, AuthzConfig, RoleGrants, ToolMeta};
+pub use breaker::{BreakerConfig, Severity};
 pub use hub::{
     HubConfig, Isolation, Landlock, RawSandbox, SandboxConfig, StdioLimits, StdioTarget,
     UpstreamProtocol,

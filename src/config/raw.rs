@@ -55,6 +55,9 @@ pub struct RawConfig {
     /// Rate-limit rules, all applied to every message they match.
     #[serde(default)]
     pub rate_limit: Vec<super::traffic::RawRateLimit>,
+    /// Circuit breakers' defaults for every upstream.
+    #[serde(default)]
+    pub circuit_breaker: super::breaker::RawBreaker,
     /// Automatic blocks, quarantine and alerts.
     #[serde(default)]
     pub abuse: super::abuse::RawAbuse,
@@ -462,6 +465,8 @@ pub struct RawUpstream {
     /// Per-tool metadata: roles, security level, HMAC requirement, timeout.
     #[serde(default)]
     pub tools: Vec<super::authz::RawTool>,
+    /// This upstream's circuit breaker (unset keys from `[circuit_breaker]`).
+    pub circuit_breaker: Option<super::breaker::RawBreaker>,
 }
 
 /// `[upstream.oauth]`: the gateway obtains, caches and refreshes its own access token for the

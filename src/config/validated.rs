@@ -185,6 +185,8 @@ pub struct UpstreamConfig {
     pub roles: Option<Vec<String>>,
     /// Per-tool metadata.
     pub tools: Vec<super::ToolMeta>,
+    /// Its circuit breaker.
+    pub breaker: super::BreakerConfig,
 }
 
 /// `[upstream.oauth]`, validated.
@@ -435,7 +437,7 @@ impl Config {
         let stdio = super::hub::stdio_limits(raw.stdio, &mut e);
         let mut upstreams: Vec<UpstreamConfig> = Vec::new();
         for (i, u) in raw.upstream.into_iter().enumerate() {
-            if let Some(up) = upstream(i, u, env, &auth, &mut e) {
+            if let Some(up) = upstream(i, u, env, &auth, &raw.circuit_breaker, &mut e) {
                 if upstreams.iter().any(|o| o.name == up.name) {
                     e.push(
                         format!("upstream[{i}].name"),
@@ -633,10 +635,17 @@ fn upstream(
     u: RawUpstream,
     env: &dyn Fn(&str) -> Option<String>,
     auth: &AuthConfig,
+    breakers: &super::breaker::RawBreaker,
     e: &mut Errors,
 ) -> Option<UpstreamConfig> {
     let p = format!("upstream[{i}]");
     let before = e.0.len();
+    let breaker = super::breaker::breaker(
+        &format!("{p}.circuit_breaker"),
+        u.circuit_breaker.as_ref().unwrap_or(&Default::default()),
+        breakers,
+        e,
+    );
     let name = u.name.unwrap_or_default();
     if !valid_route_name(&name) {
         e.push(
@@ -844,6 +853,7 @@ fn upstream(
         protocol,
         roles: u.roles,
         tools,
+        breaker,
     })
 }
 

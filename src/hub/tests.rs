@@ -32,6 +32,8 @@ async fn idle_upstream_sessions_are_reaped_at_their_limit_and_restarted_on_next_
         uri,
         client,
         &fetcher,
+        Arc::new(crate::clock::SystemClock),
+        None,
     ))];
     let key = load_or_create_key(&dir).unwrap();
     let (audit, writer) = AuditWriter::start(

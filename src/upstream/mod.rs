@@ -4,6 +4,7 @@
 //! hop-by-hop headers are stripped and the upstream's own configured headers injected. The
 //! request body is the client's original bytes.
 
+pub mod breaker;
 mod credential;
 mod relay;
 
@@ -36,6 +37,9 @@ pub enum UpstreamError {
     /// The gateway could not obtain its own access token for the upstream.
     #[error("upstream credential unavailable: {0}")]
     Credential(String),
+    /// The upstream's circuit breaker is open: the request was not sent.
+    #[error("upstream circuit open")]
+    CircuitOpen,
 }
 
 /// The shared, pooled client (HTTP/1.1 and HTTP/2, `http` and `https` with rustls and the
@@ -69,6 +73,8 @@ pub struct Upstream {
     timeout: Duration,
     client: HttpClient,
     credential: Option<credential::Credential>,
+    /// Its circuit breaker.
+    pub breaker: breaker::Breaker,
 }
 
 /// Headers never forwarded from client to upstream (credentials, hop-by-hop, and the ones the
@@ -111,6 +117,14 @@ pub(crate) fn stripped_response_header(name: &HeaderName) -> bool {
     )
 }
 
+/// How an exchange failed, finely enough for the breaker.
+enum Failure {
+    Timeout,
+    Connect(String),
+    Broken(String),
+    Credential(String),
+}
+
 impl Upstream {
     /// Creates the upstream at `uri` (already resolved for builtins); `fetcher` gets its OAuth
     /// tokens, when it needs them.
@@ -119,8 +133,11 @@ impl Upstream {
         uri: Uri,
         client: HttpClient,
         fetcher: &crate::controls::ssrf::fetch::Fetcher,
+        clock: crate::clock::SharedClock,
+        audit: Option<crate::audit::AuditHandle>,
     ) -> Self {
         Upstream {
+            breaker: breaker::Breaker::new(&cfg.name, cfg.breaker.clone(), clock, audit),
             name: cfg.name.clone(),
             headers: cfg.headers.clone(),
             timeout: cfg.timeout,
@@ -160,6 +177,37 @@ impl Upstream {
         body: Bytes,
         timeout: Option<Duration>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        // An open breaker answers at once; otherwise the outcome (as far as the answer's
+        // headers tell) is reported to it.
+        let permit = self
+            .breaker
+            .admit()
+            .map_err(|_| UpstreamError::CircuitOpen)?;
+        let result = self
+            .exchange(method, client_headers, session, body, timeout)
+            .await;
+        permit.done(match &result {
+            Ok(resp) => breaker::classify_status(resp.status()),
+            Err(Failure::Timeout) => Some(breaker::Class::Timeout),
+            Err(Failure::Connect(_)) => Some(breaker::Class::Connection),
+            Err(Failure::Broken(_)) => Some(breaker::Class::Network),
+            Err(Failure::Credential(_)) => Some(breaker::Class::Auth),
+        });
+        result.map_err(|f| match f {
+            Failure::Timeout => UpstreamError::Timeout,
+            Failure::Connect(e) | Failure::Broken(e) => UpstreamError::Unreachable(e),
+            Failure::Credential(e) => UpstreamError::Credential(e),
+        })
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        client_headers: &HeaderMap,
+        session: Option<&HeaderValue>,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Incoming>, Failure> {
         let mut req = Request::builder().method(method).uri(self.uri.clone());
         let h = req.headers_mut().expect("builder has no error yet");
         for (name, value) in client_headers {
@@ -177,7 +225,7 @@ impl Upstream {
             let v = c
                 .header(client_headers)
                 .await
-                .map_err(UpstreamError::Credential)?;
+                .map_err(Failure::Credential)?;
             h.insert(header::AUTHORIZATION, v);
         }
         if !body.is_empty() {
@@ -185,12 +233,13 @@ impl Upstream {
         }
         let req = req
             .body(Full::new(body))
-            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+            .map_err(|e| Failure::Broken(e.to_string()))?;
         let limit = timeout.unwrap_or(self.timeout);
         match tokio::time::timeout(limit, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(UpstreamError::Unreachable(error_chain(&e))),
-            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(error_chain(&e))),
+            Ok(Err(e)) => Err(Failure::Broken(error_chain(&e))),
+            Err(_) => Err(Failure::Timeout),
         }
     }
 

@@ -87,8 +87,18 @@ pub fn with_authz(config: &str) -> String {
     }
 }
 
+/// Auto-block is tested in `tests/abuse.rs`. Tests that perform many attacks on other
+/// controls from 127.0.0.1 would otherwise block their own address halfway through, so
+/// [`Gateway::start`] turns it off for configs without an `[abuse]` table of their own.
+pub const NO_AUTO_BLOCK: &str = "\n[abuse]\nauto_block = false\n";
+
 impl Gateway {
     pub fn start(name: &str, config: &str) -> Gateway {
+        let config = &if config.contains("[abuse]") {
+            config.to_owned()
+        } else {
+            format!("{config}{NO_AUTO_BLOCK}")
+        };
         let dir = tmpdir(name);
         let path = dir.join("palisade.toml");
         std::fs::write(
@@ -278,6 +288,9 @@ pub struct Scripted {
     pub bodies: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
     /// The description `echo` is listed with (a test changes it to play a rug pull).
     pub echo_description: Arc<Mutex<String>>,
+    /// When non-zero, every client request is answered with this HTTP status (an upstream
+    /// that is down behind its own proxy, or overloaded).
+    pub fail_status: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl Scripted {
@@ -372,6 +385,14 @@ impl Scripted {
                 .body(Full::new(Bytes::from(events)))
                 .unwrap()
         };
+        let failing = self.fail_status.load(Ordering::SeqCst);
+        if failing != 0 {
+            return Response::builder()
+                .status(failing)
+                .header("retry-after", "7")
+                .body(Full::new(Bytes::from_static(b"unavailable")))
+                .unwrap();
+        }
         if parts.method != Method::POST {
             return Response::builder()
                 .status(405)

@@ -35,6 +35,7 @@ fn route(methods: &[&str]) -> UpstreamConfig {
         protocol: crate::config::UpstreamProtocol::Auto,
         roles: None,
         tools: vec![],
+        breaker: Default::default(),
     }
 }
 

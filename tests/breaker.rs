@@ -1,0 +1,125 @@
+//! Circuit breakers through a running gateway (in this process, on a manual clock so the
+//! reset timeout passes without sleeping), in front of a real HTTP upstream that fails on
+//! demand: failures open the breaker, an open breaker answers MCP-003 without calling the
+//! upstream, and after the reset timeout half-open probes close it again.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use palisade::clock::ManualClock;
+use support::*;
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+
+/// A gateway served in this process on `clock`; dropping the sender stops it.
+async fn start(
+    name: &str,
+    toml: &str,
+    clock: &ManualClock,
+) -> (
+    String,
+    std::path::PathBuf,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let dir = tmpdir(name);
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{toml}",
+        dir.join("data").display().to_string()
+    );
+    let cfg = palisade::config::parse(&text, name, &|_| None).unwrap();
+    let running = palisade::run::start_with_clock(cfg, None, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let url = format!("http://{}/mcp/s", running.addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(running.serve(async {
+        let _ = stopped.await;
+    }));
+    (url, dir.join("data").join("audit.db"), stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_upstream_opens_its_breaker_and_recovers_through_half_open() {
+    let (up, addr) = Scripted::start().await;
+    let clock = ManualClock::at(1_700_000_000_000);
+    let cfg = format!(
+        "[[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\nhub = false\n\
+         [upstream.circuit_breaker]\nfailure_threshold = 5\nreset_timeout_ms = 30000\nhalf_open_max_calls = 2\n"
+    );
+    let (url, db, stop, task) = start("breaker", &cfg, &clock).await;
+    let r = post(&url, &[], INIT).await;
+    assert_eq!(r.status, 200);
+    let sid = r.session().unwrap();
+    let h = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    assert_eq!(post(&url, &h, CALL).await.status, 200);
+
+    // The upstream fails: 5xx weighs 2, so the third failure reaches the threshold of 5.
+    up.fail_status.store(502, Ordering::SeqCst);
+    for _ in 0..3 {
+        let r = post(&url, &h, CALL).await;
+        assert_eq!(r.status, 502, "the upstream's own answer passes through");
+    }
+    let before = up.count();
+    let r = post(&url, &h, CALL).await;
+    assert_eq!(r.code(), "MCP-003");
+    assert_eq!(
+        up.count(),
+        before,
+        "an open breaker does not call the upstream"
+    );
+
+    // Recovered, but the breaker stays open until the reset timeout has passed.
+    up.fail_status.store(0, Ordering::SeqCst);
+    clock.advance(29_999);
+    assert_eq!(post(&url, &h, CALL).await.code(), "MCP-003");
+    assert_eq!(up.count(), before);
+    clock.advance(1);
+    // Half-open: two successful probes close it.
+    for _ in 0..2 {
+        assert_eq!(post(&url, &h, CALL).await.status, 200);
+    }
+    assert_eq!(up.count(), before + 2);
+    for _ in 0..5 {
+        assert_eq!(post(&url, &h, CALL).await.status, 200);
+    }
+
+    // A failed probe opens it again.
+    up.fail_status.store(503, Ordering::SeqCst);
+    for _ in 0..3 {
+        post(&url, &h, CALL).await;
+    }
+    assert_eq!(post(&url, &h, CALL).await.code(), "MCP-003");
+    clock.advance(30_000);
+    assert_eq!(post(&url, &h, CALL).await.status, 503, "the probe");
+    assert_eq!(post(&url, &h, CALL).await.code(), "MCP-003");
+
+    let _ = stop.send(());
+    task.await.unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT reason FROM audit WHERE control = 'breaker' ORDER BY seq")
+        .unwrap();
+    let transitions: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        transitions,
+        ["open", "half_open", "closed", "open", "half_open", "open"]
+    );
+    let refused: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit WHERE reason = 'circuit_open' AND error_code = 'MCP-003'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(refused, 4);
+}
