@@ -123,3 +123,44 @@ async fn a_failing_upstream_opens_its_breaker_and_recovers_through_half_open() {
         .unwrap();
     assert_eq!(refused, 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_upstream_that_times_out_opens_its_breaker() {
+    use support::hub::*;
+    let Some(python) = peer("PALISADE_PYTHON") else {
+        return;
+    };
+    let cfg = fixture(
+        "fx",
+        &python,
+        "[[upstream.tools]]\nname = \"sleep\"\ntimeout_secs = 1\n\
+         [upstream.circuit_breaker]\nfailure_threshold = 2\nreset_timeout_ms = 600000\n",
+    );
+    let mut gw = Gateway::start("breaker-stdio", &cfg);
+    let mut c = Client::connect(gw.url("/mcp"), None).await;
+    assert_eq!(
+        c.call("fx__sleep", serde_json::json!({"seconds": 100}))
+            .await,
+        "error:MCP-004"
+    );
+    // Open: refused at once, the child is not asked.
+    assert_eq!(
+        c.call(
+            "fx__remember",
+            serde_json::json!({"key": "a", "value": "b"})
+        )
+        .await,
+        "error:MCP-003"
+    );
+    gw.stop();
+    let rows = gw.audit_rows();
+    assert!(
+        rows.iter().any(|r| r.2 == "breaker" && r.3 == "open"),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.0.as_deref() == Some("tools/call") && r.5.as_deref() == Some("MCP-003")),
+        "{rows:#?}"
+    );
+}

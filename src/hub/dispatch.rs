@@ -3,6 +3,7 @@
 //! reads, completions), or deliver it to the upstream waiting for it (answers to relayed
 //! requests, cancellations).
 
+use crate::upstream::breaker::Class;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -411,7 +412,27 @@ impl Hub {
         let mut attempt = 0;
         let (conn, up_id, answer, sent) = loop {
             attempt += 1;
-            let conn = self.conn(u, s).await?;
+            // A stdio upstream's breaker is kept here (an HTTP one's in its `send`): starting
+            // the child and the exchange both count.
+            let permit = match self.ups[u].via {
+                super::Via::Stdio(_) => Some(
+                    self.ups[u]
+                        .route
+                        .breaker
+                        .admit()
+                        .map_err(|_| HubError::Unavailable("circuit open"))?,
+                ),
+                super::Via::Http(_) => None,
+            };
+            let conn = match self.conn(u, s).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(p) = permit {
+                        p.done(stdio_failure(&e));
+                    }
+                    return Err(e);
+                }
+            };
             if conn.is_modern() && method == "tools/call" {
                 // Its schema says which arguments are mirrored into `Mcp-Param-*` headers.
                 let _ = conn.list(ListKind::Tools).await;
@@ -428,7 +449,11 @@ impl Hub {
                     },
                 )
             });
-            match conn.send(up_id, method, edited.as_deref()).await {
+            let sent = conn.send(up_id, method, edited.as_deref()).await;
+            if let Some(p) = permit {
+                p.done(sent.as_ref().err().and_then(stdio_failure));
+            }
+            match sent {
                 Ok(a) => break (conn, up_id, a, edited),
                 Err(HubError::SessionGone) if attempt < 2 => continue,
                 Err(e) => return Err(e),
@@ -488,11 +513,13 @@ impl Hub {
             Ok(Some(e)) => e,
             Ok(None) => {
                 s.end(id);
+                self.stdio_failed(u, Class::Network);
                 return Err(HubError::NoResponse);
             }
             Err(_) => {
                 s.end(id);
                 cancel(&conn, up_id).await;
+                self.stdio_failed(u, Class::Timeout);
                 return Err(HubError::Timeout);
             }
         };
@@ -853,6 +880,26 @@ pub fn target_name<'a>(
     match original {
         Some(o) => Some((kind, std::borrow::Cow::Borrowed(o))),
         None => env.param_str("name").map(|n| (kind, n)),
+    }
+}
+
+impl Hub {
+    /// A stdio upstream's answer never came: its breaker counts it.
+    fn stdio_failed(&self, u: usize, class: Class) {
+        if matches!(self.ups[u].via, super::Via::Stdio(_)) {
+            self.ups[u].route.breaker.failed(class);
+        }
+    }
+}
+
+/// How a stdio upstream's failure counts for its breaker (refusals of the request itself,
+/// like an unknown method, do not).
+fn stdio_failure(e: &HubError) -> Option<Class> {
+    match e {
+        HubError::Timeout => Some(Class::Timeout),
+        HubError::Unavailable(_) => Some(Class::Connection),
+        HubError::NoResponse | HubError::Upstream(_) => Some(Class::Network),
+        _ => None,
     }
 }
 

@@ -133,6 +133,9 @@ enum Via {
 struct Up {
     name: Arc<str>,
     via: Via,
+    /// The route's upstream object: for a stdio upstream, only its circuit breaker is used
+    /// (an HTTP upstream's breaker sits in its own `send`).
+    route: Arc<Upstream>,
     isolation: Isolation,
     in_hub: bool,
     timeout: Duration,
@@ -204,6 +207,7 @@ impl Hub {
                     UpstreamTarget::Stdio(t) => Via::Stdio(Arc::new(t.clone())),
                     UpstreamTarget::Url(_) | UpstreamTarget::BuiltinDemo => Via::Http(r.clone()),
                 },
+                route: r.clone(),
                 isolation: u.isolation,
                 in_hub: u.in_hub,
                 timeout: u.timeout,

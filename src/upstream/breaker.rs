@@ -219,6 +219,29 @@ impl Breaker {
         }
     }
 
+    /// A failure noticed after the call's permit was reported (a stdio call whose answer
+    /// never came): counted while closed; while half-open it ends the trial (opens again).
+    pub fn failed(&self, class: Class) {
+        let weight = self.weight(class);
+        if !self.cfg.enabled || weight == 0 {
+            return;
+        }
+        let until_ms = self.clock.now_ms() + self.cfg.reset_timeout_ms;
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match *s {
+            State::Closed { weight: w } => {
+                let w = w.saturating_add(weight);
+                if w >= self.cfg.failure_threshold {
+                    self.go(&mut s, State::Open { until_ms });
+                } else {
+                    *s = State::Closed { weight: w };
+                }
+            }
+            State::HalfOpen { .. } => self.go(&mut s, State::Open { until_ms }),
+            State::Open { .. } => {}
+        }
+    }
+
     /// The state now: `closed`, `open` or `half_open`.
     pub fn state(&self) -> &'static str {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).name()
