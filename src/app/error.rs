@@ -24,6 +24,7 @@ use crate::hub::HubError;
 use crate::proto::codes::rpc;
 use crate::proto::json::JsonError;
 use crate::proto::{EnvelopeError, McpCode};
+use crate::upstream::outbound::Throttled;
 use crate::upstream::{ResponseError, UpstreamError};
 
 /// Why a request was not (fully) served.
@@ -478,6 +479,7 @@ impl Rejection {
                     "Upstream unavailable",
                     "upstream_credential",
                 ),
+                UpstreamError::Throttled(t) => throttled(t),
                 UpstreamError::CircuitOpen => upstream(
                     S::SERVICE_UNAVAILABLE,
                     C::BackendUnavailable,
@@ -602,6 +604,34 @@ fn validate(e: &ValidateError) -> Mapping {
     }
 }
 
+/// The gateway held a call back from its upstream (429 backoff, outbound rate).
+fn throttled(t: &Throttled) -> Mapping {
+    m(
+        StatusCode::TOO_MANY_REQUESTS,
+        rpc::SERVER_ERROR,
+        McpCode::RateLimitExceeded,
+        "Upstream busy",
+        "outbound",
+        match t {
+            Throttled::Backoff { .. } => "upstream_backoff",
+            Throttled::Rate { .. } => "outbound_rate",
+        },
+    )
+}
+
+impl Rejection {
+    /// Seconds the client should wait before trying again, when the refusal says.
+    pub fn retry_after_secs(&self, now_ms: u64) -> Option<u64> {
+        match self {
+            Rejection::Limit(e) => Some(e.retry_after_secs()),
+            Rejection::Abuse(e) => e.retry_after_secs(now_ms),
+            Rejection::Upstream(UpstreamError::Throttled(t))
+            | Rejection::Hub(HubError::Throttled(t)) => Some(t.retry_after_secs()),
+            _ => None,
+        }
+    }
+}
+
 fn hub(e: &HubError) -> Mapping {
     use McpCode as C;
     use StatusCode as S;
@@ -625,6 +655,7 @@ fn hub(e: &HubError) -> Mapping {
     };
     let bad = |rpc, message, reason| m(S::BAD_REQUEST, rpc, C::InvalidArgs, message, "hub", reason);
     match e {
+        HubError::Throttled(t) => throttled(t),
         HubError::Upstream(_) => down("upstream_error"),
         HubError::InitializeRefused(_) => down("upstream_refused_initialize"),
         HubError::Unavailable(_) => down("upstream_unavailable"),

@@ -272,18 +272,12 @@ pub async fn handle(
                 let who = seen.principal.as_ref();
                 gw.abuse.strike(strike, client, who, gw.clock.now_ms());
             }
-            if let Rejection::Abuse(e) = &rej {
-                if let Some(s) = e.retry_after_secs(gw.clock.now_ms()) {
-                    resp.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from(s));
-                }
-            }
-            if let Rejection::Limit(e) = &rej {
+            if let Some(s) = rej.retry_after_secs(gw.clock.now_ms()) {
                 resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(e.retry_after_secs()));
-                if let LimitError::Exceeded { quota, .. } = e {
-                    seen.quota = Some(*quota);
-                }
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            if let Rejection::Limit(LimitError::Exceeded { quota, .. }) = &rej {
+                seen.quota = Some(*quota);
             }
             let m = rej.mapping();
             // Details go to the log and the audit record, never to the client.
@@ -319,11 +313,9 @@ async fn refuse_early(gw: &Shared, rej: Rejection, method: &str, client: IpAddr)
     let request_id = super::trace::new_request_id();
     let trace = Trace::new(&request_id, method, client);
     let (mut resp, n) = reject(&rej, None, &request_id);
-    if let Rejection::Abuse(e) = &rej {
-        if let Some(s) = e.retry_after_secs(gw.clock.now_ms()) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
+    if let Some(s) = rej.retry_after_secs(gw.clock.now_ms()) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
     let m = rej.mapping();
     tracing::info!(target: "palisade::deny", request_id, control = m.control, reason = m.reason, detail = %rej, "request refused");

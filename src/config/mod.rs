@@ -38,7 +38,10 @@ pub use policy::{
 };
 pub use ssrf::SsrfConfig;
 pub use tls::{read_certs, read_key, TlsConfig};
-pub use traffic::{Algorithm, ForwardedHeader, KeyBy, NetworkConfig, RateLimitRule};
+pub use traffic::{
+    Algorithm, ConcurrencyConfig, ForwardedHeader, KeyBy, NetworkConfig, OutboundConfig,
+    RateLimitRule,
+};
 
 pub use raw::RawConfig;
 pub use validated::{

@@ -58,6 +58,9 @@ pub struct RawConfig {
     /// Circuit breakers' defaults for every upstream.
     #[serde(default)]
     pub circuit_breaker: super::breaker::RawBreaker,
+    /// Calls in flight per principal and per tool.
+    #[serde(default)]
+    pub concurrency: super::traffic::RawConcurrency,
     /// Automatic blocks, quarantine and alerts.
     #[serde(default)]
     pub abuse: super::abuse::RawAbuse,
@@ -467,6 +470,8 @@ pub struct RawUpstream {
     pub tools: Vec<super::authz::RawTool>,
     /// This upstream's circuit breaker (unset keys from `[circuit_breaker]`).
     pub circuit_breaker: Option<super::breaker::RawBreaker>,
+    /// The gateway's call rate, concurrency and 429 backoff towards this upstream.
+    pub outbound: Option<super::traffic::RawOutbound>,
 }
 
 /// `[upstream.oauth]`: the gateway obtains, caches and refreshes its own access token for the

@@ -233,3 +233,101 @@ pub(super) fn rate_limits(raw: Vec<RawRateLimit>, e: &mut Errors) -> Vec<RateLim
         })
         .collect()
 }
+
+/// `[upstream.outbound]`: the gateway's own manners towards this upstream (seed 000).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbound {
+    /// Calls sent per minute at most (token bucket; default: no limit).
+    pub max_calls_per_minute: Option<u32>,
+    /// Calls in flight at once at most, from all clients (default: no limit); a call beyond
+    /// it waits up to `concurrency.max_wait_ms`.
+    pub concurrent_calls: Option<u32>,
+    /// Longest backoff after the upstream's 429s (default 60 000 ms).
+    pub backoff_max_ms: Option<u64>,
+}
+
+/// `[upstream.outbound]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundConfig {
+    /// Calls per minute.
+    pub max_calls_per_minute: Option<u32>,
+    /// Calls in flight.
+    pub concurrent_calls: Option<u32>,
+    /// Backoff cap.
+    pub backoff_max_ms: u64,
+}
+
+pub(super) fn outbound(key: &str, raw: Option<RawOutbound>, e: &mut Errors) -> OutboundConfig {
+    let raw = raw.unwrap_or_default();
+    for (k, v) in [
+        ("max_calls_per_minute", raw.max_calls_per_minute),
+        ("concurrent_calls", raw.concurrent_calls),
+    ] {
+        if v == Some(0) {
+            e.push(
+                format!("{key}.{k}"),
+                "must be at least 1 (leave it out for no limit)",
+            );
+        }
+    }
+    OutboundConfig {
+        max_calls_per_minute: raw.max_calls_per_minute.filter(|n| *n > 0),
+        concurrent_calls: raw.concurrent_calls.filter(|n| *n > 0),
+        backoff_max_ms: e.range(
+            &format!("{key}.backoff_max_ms"),
+            raw.backoff_max_ms,
+            60_000,
+            1_000,
+            3_600_000,
+        ),
+    }
+}
+
+/// `[concurrency]`: calls (`tools/call`) in flight at once (seed 000: 2 per agent).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConcurrency {
+    /// Per principal (unauthenticated: per client address); default no limit.
+    pub per_principal: Option<u32>,
+    /// Per tool, across clients; default no limit.
+    pub per_tool: Option<u32>,
+    /// How long a call beyond a limit waits for a slot before MCP-006 (default 1 000 ms).
+    pub max_wait_ms: Option<u64>,
+}
+
+/// `[concurrency]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConcurrencyConfig {
+    /// Per principal.
+    pub per_principal: Option<u32>,
+    /// Per tool.
+    pub per_tool: Option<u32>,
+    /// Longest wait for a slot.
+    pub max_wait_ms: u64,
+}
+
+pub(super) fn concurrency(raw: RawConcurrency, e: &mut Errors) -> ConcurrencyConfig {
+    for (k, v) in [
+        ("per_principal", raw.per_principal),
+        ("per_tool", raw.per_tool),
+    ] {
+        if v == Some(0) {
+            e.push(
+                format!("concurrency.{k}"),
+                "must be at least 1 (leave it out for no limit)",
+            );
+        }
+    }
+    ConcurrencyConfig {
+        per_principal: raw.per_principal.filter(|n| *n > 0),
+        per_tool: raw.per_tool.filter(|n| *n > 0),
+        max_wait_ms: e.range(
+            "concurrency.max_wait_ms",
+            raw.max_wait_ms,
+            1_000,
+            0,
+            300_000,
+        ),
+    }
+}

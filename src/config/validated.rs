@@ -54,6 +54,8 @@ pub struct Config {
     pub network: super::NetworkConfig,
     /// `[[rate_limit]]`.
     pub rate_limits: Vec<super::RateLimitRule>,
+    /// `[concurrency]`.
+    pub concurrency: super::ConcurrencyConfig,
     /// `[abuse]`.
     pub abuse: super::AbuseConfig,
     /// `[admin]`.
@@ -187,6 +189,8 @@ pub struct UpstreamConfig {
     pub tools: Vec<super::ToolMeta>,
     /// Its circuit breaker.
     pub breaker: super::BreakerConfig,
+    /// The gateway's manners towards it.
+    pub outbound: super::OutboundConfig,
 }
 
 /// `[upstream.oauth]`, validated.
@@ -593,6 +597,7 @@ impl Config {
         let pinning = super::pinning::pinning(raw.pinning, &data_dir, &mut e);
         let network = super::traffic::network(raw.network, &mut e);
         let rate_limits = super::traffic::rate_limits(raw.rate_limit, &mut e);
+        let concurrency = super::traffic::concurrency(raw.concurrency, &mut e);
         let abuse = super::abuse::abuse(raw.abuse, &mut e);
         let admin = super::abuse::admin(raw.admin, AuthConfig::allows_none(&auth.methods), &mut e);
         if upstreams.is_empty() && e.0.is_empty() {
@@ -618,6 +623,7 @@ impl Config {
             pinning,
             network,
             rate_limits,
+            concurrency,
             abuse,
             admin,
             issuer,
@@ -632,7 +638,7 @@ impl Config {
 
 fn upstream(
     i: usize,
-    u: RawUpstream,
+    mut u: RawUpstream,
     env: &dyn Fn(&str) -> Option<String>,
     auth: &AuthConfig,
     breakers: &super::breaker::RawBreaker,
@@ -646,6 +652,7 @@ fn upstream(
         breakers,
         e,
     );
+    let outbound = super::traffic::outbound(&format!("{p}.outbound"), u.outbound.take(), e);
     let name = u.name.unwrap_or_default();
     if !valid_route_name(&name) {
         e.push(
@@ -854,6 +861,7 @@ fn upstream(
         roles: u.roles,
         tools,
         breaker,
+        outbound,
     })
 }
 

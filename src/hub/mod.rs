@@ -105,12 +105,16 @@ pub enum HubError {
     /// Input validation refused the routed request.
     #[error(transparent)]
     Validate(#[from] crate::controls::validate::ValidateError),
+    /// The gateway is holding calls back from the upstream (429 backoff, outbound rate).
+    #[error(transparent)]
+    Throttled(crate::upstream::outbound::Throttled),
 }
 
 impl From<UpstreamError> for HubError {
     fn from(e: UpstreamError) -> Self {
         match e {
             UpstreamError::Timeout => HubError::Timeout,
+            UpstreamError::Throttled(t) => HubError::Throttled(t),
             other => HubError::Upstream(other.to_string()),
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod breaker;
 mod credential;
+pub mod outbound;
 mod relay;
 
 pub use relay::{
@@ -40,6 +41,9 @@ pub enum UpstreamError {
     /// The upstream's circuit breaker is open: the request was not sent.
     #[error("upstream circuit open")]
     CircuitOpen,
+    /// The gateway is backing off from the upstream, or over its call rate: not sent.
+    #[error(transparent)]
+    Throttled(#[from] outbound::Throttled),
 }
 
 /// The shared, pooled client (HTTP/1.1 and HTTP/2, `http` and `https` with rustls and the
@@ -75,6 +79,8 @@ pub struct Upstream {
     credential: Option<credential::Credential>,
     /// Its circuit breaker.
     pub breaker: breaker::Breaker,
+    /// Its call rate and 429 backoff.
+    pub outbound: outbound::Outbound,
 }
 
 /// Headers never forwarded from client to upstream (credentials, hop-by-hop, and the ones the
@@ -137,6 +143,7 @@ impl Upstream {
         audit: Option<crate::audit::AuditHandle>,
     ) -> Self {
         Upstream {
+            outbound: outbound::Outbound::new(&cfg.outbound, clock.clone()),
             breaker: breaker::Breaker::new(&cfg.name, cfg.breaker.clone(), clock, audit),
             name: cfg.name.clone(),
             headers: cfg.headers.clone(),
@@ -183,9 +190,15 @@ impl Upstream {
             .breaker
             .admit()
             .map_err(|_| UpstreamError::CircuitOpen)?;
+        // Backing off after a 429, or over the call rate: not sent.
+        self.outbound.admit().map_err(UpstreamError::Throttled)?;
         let result = self
             .exchange(method, client_headers, session, body, timeout)
             .await;
+        if let Ok(resp) = &result {
+            self.outbound
+                .answered(resp.status(), resp.headers().get(header::RETRY_AFTER));
+        }
         permit.done(match &result {
             Ok(resp) => breaker::classify_status(resp.status()),
             Err(Failure::Timeout) => Some(breaker::Class::Timeout),

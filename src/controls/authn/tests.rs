@@ -36,6 +36,7 @@ fn route(methods: &[&str]) -> UpstreamConfig {
         roles: None,
         tools: vec![],
         breaker: Default::default(),
+        outbound: Default::default(),
     }
 }
 

@@ -1,7 +1,8 @@
-//! Circuit breakers through a running gateway (in this process, on a manual clock so the
-//! reset timeout passes without sleeping), in front of a real HTTP upstream that fails on
-//! demand: failures open the breaker, an open breaker answers MCP-003 without calling the
-//! upstream, and after the reset timeout half-open probes close it again.
+//! Upstream resilience through a running gateway (in this process, on a manual clock so
+//! timeouts pass without sleeping), in front of a real HTTP upstream that fails on demand:
+//! failures open the circuit breaker, an open breaker answers MCP-003 without calling the
+//! upstream, and after the reset timeout half-open probes close it again; an upstream's 429
+//! makes the gateway back off (honouring `Retry-After`) without sending anything meanwhile.
 
 mod support;
 
@@ -163,4 +164,53 @@ async fn a_stdio_upstream_that_times_out_opens_its_breaker() {
             .any(|r| r.0.as_deref() == Some("tools/call") && r.5.as_deref() == Some("MCP-003")),
         "{rows:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_429_is_backed_off_without_resending() {
+    let (up, addr) = Scripted::start().await;
+    let clock = ManualClock::at(1_700_000_000_000);
+    let cfg = format!(
+        "[[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\nhub = false\n\
+         [upstream.outbound]\nmax_calls_per_minute = 600\n"
+    );
+    let (url, db, stop, task) = start("backoff", &cfg, &clock).await;
+    let r = post(&url, &[], INIT).await;
+    let sid = r.session().unwrap();
+    let h = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    assert_eq!(post(&url, &h, CALL).await.status, 200);
+
+    // The upstream says 429, retry after 7 s: the client sees that answer, once.
+    up.fail_status.store(429, Ordering::SeqCst);
+    let r = post(&url, &h, CALL).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(&r.body[..], b"unavailable", "the upstream's own answer");
+    up.fail_status.store(0, Ordering::SeqCst);
+    // Meanwhile nothing is sent: the gateway answers for it.
+    let before = up.count();
+    let r = post(&url, &h, CALL).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.code(), "MCP-006");
+    assert_eq!(r.headers["retry-after"], "7");
+    clock.advance(6_000);
+    assert_eq!(post(&url, &h, CALL).await.headers["retry-after"], "1");
+    assert_eq!(up.count(), before);
+    clock.advance(1_000);
+    assert_eq!(post(&url, &h, CALL).await.status, 200);
+    assert_eq!(up.count(), before + 1);
+
+    let _ = stop.send(());
+    task.await.unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let held: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit WHERE control = 'outbound' AND reason = 'upstream_backoff' AND status = 429",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(held, 2);
 }
