@@ -238,6 +238,7 @@ pub async fn start_with_clock(
             audit.clone(),
             fetcher.clone(),
         ),
+        concurrency: crate::controls::concurrency::Concurrency::new(&config),
         clock,
         routes,
         hub,

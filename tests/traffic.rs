@@ -194,3 +194,56 @@ async fn ip_lists_refuse_before_anything_else() {
     let r = post(&gw.url("/mcp/s"), &[], INIT).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_calls_per_agent_in_flight_then_a_bounded_wait() {
+    let (up, addr) = Scripted::start().await;
+    let (alice, ha) = generate_token();
+    let (bob, hb) = generate_token();
+    let cfg = format!(
+        "[auth]\nmethods = [\"bearer\"]\n\
+         [[auth.bearer]]\nid = \"alice\"\nsha256 = \"{ha}\"\n\
+         [[auth.bearer]]\nid = \"bob\"\nsha256 = \"{hb}\"\n\
+         [concurrency]\nper_principal = 2\nmax_wait_ms = 200\n\
+         [[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\nhub = false\n\
+         [[upstream.tools]]\nname = \"hang\"\ntimeout_secs = 1\n"
+    );
+    let mut gw = Gateway::start("concurrency", &cfg);
+    let a = std::sync::Arc::new(Client::connect(gw.url("/mcp/s"), Some(&alice)).await);
+    let b = Client::connect(gw.url("/mcp/s"), Some(&bob)).await;
+    let hang =
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"hang","arguments":{}}}"#;
+    let before = up.count();
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.raw(hang).await.code() })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while up.count() < before + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the calls never arrived"
+        );
+        tokio::task::yield_now().await;
+    }
+    // Alice's third call waits its bound, then is refused; Bob is not affected.
+    let r = a.raw(CALL).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.code(), "MCP-006");
+    assert_eq!(up.count(), before + 2);
+    assert_eq!(b.raw(CALL).await.status, StatusCode::OK);
+    // Once her calls end (their tool's 1 s limit), she has her slots back.
+    for s in slow {
+        assert_eq!(s.await.unwrap(), "MCP-004");
+    }
+    assert_eq!(a.raw(CALL).await.status, StatusCode::OK);
+    gw.stop();
+    let rows = gw.audit_rows();
+    assert!(
+        rows.iter()
+            .any(|r| r.2 == "concurrency" && r.3 == "busy_principal" && r.4 == 429),
+        "{rows:#?}"
+    );
+}

@@ -12,6 +12,7 @@ use crate::controls::abuse::{AbuseError, Strike};
 use crate::controls::authn::{AuthnError, BearerError, HmacError, JwtError};
 use crate::controls::authz::AuthzError;
 use crate::controls::body::BodyError;
+use crate::controls::concurrency::Busy;
 use crate::controls::idempotency::IdempotencyError;
 use crate::controls::mirror::MirrorError;
 use crate::controls::network::NetworkError;
@@ -85,6 +86,9 @@ pub enum Rejection {
     /// A blocked or quarantined client.
     #[error(transparent)]
     Abuse(#[from] AbuseError),
+    /// Too many calls in flight.
+    #[error(transparent)]
+    Busy(#[from] Busy),
 }
 
 /// What a rejection looks like on the wire and in the audit trail.
@@ -521,6 +525,18 @@ impl Rejection {
                     NetworkError::NotAllowed(_) => "ip_not_allowed",
                 },
             ),
+            Rejection::Busy(Busy(what)) => m(
+                S::TOO_MANY_REQUESTS,
+                rpc::SERVER_ERROR,
+                C::RateLimitExceeded,
+                "Too many calls in flight",
+                "concurrency",
+                match *what {
+                    "principal" => "busy_principal",
+                    "tool" => "busy_tool",
+                    _ => "busy_upstream",
+                },
+            ),
             Rejection::Abuse(e) => m(
                 S::FORBIDDEN,
                 rpc::SERVER_ERROR,
@@ -624,6 +640,7 @@ impl Rejection {
     pub fn retry_after_secs(&self, now_ms: u64) -> Option<u64> {
         match self {
             Rejection::Limit(e) => Some(e.retry_after_secs()),
+            Rejection::Busy(_) => Some(1),
             Rejection::Abuse(e) => e.retry_after_secs(now_ms),
             Rejection::Upstream(UpstreamError::Throttled(t))
             | Rejection::Hub(HubError::Throttled(t)) => Some(t.retry_after_secs()),

@@ -63,6 +63,8 @@ pub struct Gateway {
     pub limiter: crate::controls::ratelimit::RateLimiter,
     /// Automatic blocks and quarantine.
     pub abuse: crate::controls::abuse::Abuse,
+    /// Calls in flight per principal, tool and upstream.
+    pub concurrency: crate::controls::concurrency::Concurrency,
 }
 
 impl Gateway {

@@ -518,6 +518,15 @@ async fn mcp(
                 }
                 Kind::Request | Kind::Notification | Kind::Response => None,
             };
+            // 10b. Concurrency: a call takes a slot per principal, tool and upstream, waiting
+            //      (bounded) for one, and holds them until its answer is delivered.
+            if env.method() == Some("tools/call") && !gw.concurrency.is_empty() {
+                let who = (principal.method() != "none").then(|| &**principal.id());
+                let held =
+                    target_subject(gw, &env, route, client, who, |s| gw.concurrency.acquire(s))
+                        .await?;
+                trace.hold(held);
+            }
             // 11. Route. The hub (`/mcp`, stdio upstreams) terminates MCP: it answers or routes
             //     the message to the upstream that owns it, under the upstream's credentials.
             let outcome = if let Some(view) = gw.hub.view(route) {

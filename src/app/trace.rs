@@ -19,6 +19,9 @@ use crate::proto::Envelope;
 pub(crate) struct Trace {
     started: Instant,
     record: AuditRecord,
+    /// Concurrency slots the request holds until its record is finished (its answer
+    /// delivered).
+    held: Option<crate::controls::concurrency::Held>,
 }
 
 /// HTTP methods recorded without a copy.
@@ -79,6 +82,7 @@ impl Trace {
     pub(crate) fn new(request_id: &str, http_method: &str, client: IpAddr) -> Self {
         Trace {
             started: Instant::now(),
+            held: None,
             record: AuditRecord {
                 ts_ms: unix_ms() as i64,
                 request_id: Text::copy(request_id),
@@ -101,6 +105,11 @@ impl Trace {
                 output_bytes: 0,
             },
         }
+    }
+
+    /// Keeps concurrency slots until the request ends.
+    pub(crate) fn hold(&mut self, held: crate::controls::concurrency::Held) {
+        self.held = Some(held);
     }
 
     pub(crate) fn upstream(&mut self, name: &str) {

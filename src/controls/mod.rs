@@ -5,6 +5,7 @@ pub mod abuse;
 pub mod authn;
 pub mod authz;
 pub mod body;
+pub mod concurrency;
 pub mod idempotency;
 pub mod mirror;
 pub mod network;
