@@ -247,3 +247,67 @@ async fn two_calls_per_agent_in_flight_then_a_bounded_wait() {
         "{rows:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let cfg = "[[upstream]]\nname = \"demo\"\nbuiltin = \"demo\"\nhub = false\n\
+               [connections]\nheader_timeout_ms = 300\nbody_grace_ms = 300\nmin_body_rate = 1000\n\
+               max_per_ip = 4\n";
+    let mut gw = Gateway::start("slowloris", cfg);
+    let until_closed = |mut s: TcpStream| async move {
+        let mut buf = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+            .await
+            .expect("the slow connection was left open")
+            .ok();
+        String::from_utf8_lossy(&buf).to_string()
+    };
+
+    // Headers that never finish.
+    let mut slow = TcpStream::connect(&gw.addr).await.unwrap();
+    slow.write_all(b"POST /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    // A body that trickles: 10 of 1000 bytes, then nothing.
+    let mut trickle = TcpStream::connect(&gw.addr).await.unwrap();
+    trickle
+        .write_all(
+            b"POST /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+              Accept: application/json, text/event-stream\r\nContent-Length: 1000\r\n\r\n{\"jsonrpc\"",
+        )
+        .await
+        .unwrap();
+    // Meanwhile, a normal client is served.
+    assert_eq!(
+        post(&gw.url("/mcp/demo"), &[], INIT).await.status,
+        StatusCode::OK
+    );
+    until_closed(slow).await;
+    let answer = until_closed(trickle).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("MCP-004"), "{answer}");
+
+    // Four connections from one address; a fifth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(&gw.addr).await.unwrap());
+    }
+    let fifth = TcpStream::connect(&gw.addr).await.unwrap();
+    assert_eq!(until_closed(fifth).await, "");
+    drop(held);
+
+    gw.stop();
+    let rows = gw.audit_rows();
+    assert!(
+        rows.iter()
+            .any(|r| r.2 == "connections" && r.3 == "body_too_slow" && r.4 == 408),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.2 == "connections" && r.3 == "too_many_connections_per_ip"),
+        "{rows:#?}"
+    );
+}

@@ -348,6 +348,14 @@ impl Rejection {
                     "body",
                     "read_error",
                 ),
+                BodyError::TooSlow(_) => m(
+                    S::REQUEST_TIMEOUT,
+                    rpc::INVALID_REQUEST,
+                    C::Timeout,
+                    "Request body too slow",
+                    "connections",
+                    "body_too_slow",
+                ),
             },
             Rejection::Envelope(e) => match e {
                 EnvelopeError::Json(j) => match j {

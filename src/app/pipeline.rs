@@ -443,7 +443,13 @@ async fn mcp(
         Method::POST => {
             // 4. Body: bounded read while streaming, never trusting Content-Length.
             let limits = &gw.config.limits;
-            let bytes = request_body::read(&parts.headers, body, limits.max_body_bytes).await?;
+            let c = &gw.config.connections;
+            let pace = request_body::Pace {
+                grace: std::time::Duration::from_millis(c.body_grace_ms),
+                min_rate: c.min_body_rate,
+            };
+            let bytes =
+                request_body::read_paced(&parts.headers, body, limits.max_body_bytes, pace).await?;
             trace.input_bytes(bytes.len());
             // 5. Authenticate, body stage: the HMAC signature covers the body; only a verified
             //    request consumes its nonce. → Principal.

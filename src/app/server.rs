@@ -24,7 +24,16 @@ pub async fn serve(
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let limits = gw.config.connections.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Slowloris: headers must arrive in time, and so must the next request on a kept-alive
+    // connection (hyper counts that wait in the same timer).
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_timeout_ms));
+    let builder = Arc::new(builder);
+    let open = Arc::new(Open::default());
     tokio::pin!(shutdown);
     // Sessions idle past their timeout are reaped in the background.
     // (Run once, by the primary listener.)
@@ -56,12 +65,23 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Seed 002: connections per listener and per client address. A trusted
+                // proxy's connections carry many clients: only the listener's cap counts them.
+                let per_ip = (!gw.network.is_trusted_proxy(peer.ip())).then_some(limits.max_per_ip);
+                let guard = match open.enter(peer.ip(), limits.max_per_listener, per_ip) {
+                    Ok(g) => g,
+                    Err(reason) => {
+                        refused(&gw, peer, reason);
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let gw = gw.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let tls = tls.clone();
                 tokio::spawn(async move {
+                    let _guard = guard;
                     let Some(tls) = tls else {
                         let svc = service_fn(move |req| {
                             let gw = gw.clone();
@@ -118,6 +138,81 @@ pub async fn serve(
     {
         tracing::warn!("drain timed out; closing remaining connections");
     }
+}
+
+/// Connections open on one listener, in all and per client address (IPv6 per /64).
+#[derive(Debug, Default)]
+struct Open {
+    total: std::sync::atomic::AtomicU32,
+    per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
+}
+
+/// One open connection, counted until dropped.
+struct Entered {
+    open: Arc<Open>,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl Open {
+    fn enter(
+        self: &Arc<Self>,
+        peer: std::net::IpAddr,
+        max_total: u32,
+        max_per_ip: Option<u32>,
+    ) -> Result<Entered, &'static str> {
+        use std::sync::atomic::Ordering;
+        if self.total.fetch_add(1, Ordering::AcqRel) >= max_total {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return Err("too_many_connections");
+        }
+        let mut entered = Entered {
+            open: self.clone(),
+            ip: None,
+        };
+        if let Some(max) = max_per_ip {
+            let ip = crate::controls::network::host_key(peer);
+            let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(ip).or_insert(0);
+            if *n >= max {
+                // `entered` gives the listener's count back.
+                return Err("too_many_connections_per_ip");
+            }
+            *n += 1;
+            entered.ip = Some(ip);
+        }
+        Ok(entered)
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.open
+            .total
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Some(ip) = self.ip {
+            let mut map = self.open.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// A connection closed at once: logged, counted and audited.
+fn refused(gw: &Shared, peer: SocketAddr, reason: &'static str) {
+    tracing::info!(target: "palisade::deny", %peer, reason, "connection refused");
+    metrics::counter!("palisade_connections_refused_total", "reason" => reason).increment(1);
+    let mut r = crate::audit::AuditRecord::event(
+        "http",
+        "connections",
+        reason,
+        crate::audit::Decision::Deny,
+    );
+    r.client_ip = crate::audit::Text::from(peer.ip().to_string());
+    gw.audit.write_later(r);
 }
 
 async fn refuse_plain_http(mut stream: tokio::net::TcpStream) -> std::io::Result<()> {

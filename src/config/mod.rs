@@ -39,8 +39,8 @@ pub use policy::{
 pub use ssrf::SsrfConfig;
 pub use tls::{read_certs, read_key, TlsConfig};
 pub use traffic::{
-    Algorithm, ConcurrencyConfig, ForwardedHeader, KeyBy, NetworkConfig, OutboundConfig,
-    RateLimitRule,
+    Algorithm, ConcurrencyConfig, ConnectionsConfig, ForwardedHeader, KeyBy, NetworkConfig,
+    OutboundConfig, RateLimitRule,
 };
 
 pub use raw::RawConfig;

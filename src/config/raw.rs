@@ -58,6 +58,9 @@ pub struct RawConfig {
     /// Circuit breakers' defaults for every upstream.
     #[serde(default)]
     pub circuit_breaker: super::breaker::RawBreaker,
+    /// Connection limits and slow-client timeouts.
+    #[serde(default)]
+    pub connections: super::traffic::RawConnections,
     /// Calls in flight per principal and per tool.
     #[serde(default)]
     pub concurrency: super::traffic::RawConcurrency,

@@ -331,3 +331,83 @@ pub(super) fn concurrency(raw: RawConcurrency, e: &mut Errors) -> ConcurrencyCon
         ),
     }
 }
+
+/// `[connections]` (seed 002): what one listener and one client address may hold open, and
+/// how slowly they may talk.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnections {
+    /// Connections open at once per listener (seed 002 `WS_MAX_CONNECTIONS` /
+    /// `TCP_MAX_CONNECTIONS`; default 10 000). Past it, new ones are closed at once.
+    pub max_per_listener: Option<u32>,
+    /// Connections open at once per client address (IPv6 per /64; default 256).
+    pub max_per_ip: Option<u32>,
+    /// Time to send a request's headers, and to start the next request on a kept-alive
+    /// HTTP/1.1 connection (default 10 000 ms).
+    pub header_timeout_ms: Option<u64>,
+    /// A body must arrive at this many bytes per second on average (default 1 024)...
+    pub min_body_rate: Option<u64>,
+    /// ...after this grace period (default 5 000 ms).
+    pub body_grace_ms: Option<u64>,
+}
+
+/// `[connections]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionsConfig {
+    /// Per listener.
+    pub max_per_listener: u32,
+    /// Per client address.
+    pub max_per_ip: u32,
+    /// Header timeout.
+    pub header_timeout_ms: u64,
+    /// Minimum body rate.
+    pub min_body_rate: u64,
+    /// Grace before it applies.
+    pub body_grace_ms: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        connections(RawConnections::default(), &mut Errors::default())
+    }
+}
+
+pub(super) fn connections(raw: RawConnections, e: &mut Errors) -> ConnectionsConfig {
+    ConnectionsConfig {
+        max_per_listener: e.range(
+            "connections.max_per_listener",
+            raw.max_per_listener.map(u64::from),
+            10_000,
+            1,
+            1_000_000,
+        ) as u32,
+        max_per_ip: e.range(
+            "connections.max_per_ip",
+            raw.max_per_ip.map(u64::from),
+            256,
+            1,
+            1_000_000,
+        ) as u32,
+        header_timeout_ms: e.range(
+            "connections.header_timeout_ms",
+            raw.header_timeout_ms,
+            10_000,
+            100,
+            600_000,
+        ),
+        min_body_rate: e.range(
+            "connections.min_body_rate",
+            raw.min_body_rate,
+            1024,
+            1,
+            1 << 30,
+        ),
+        body_grace_ms: e.range(
+            "connections.body_grace_ms",
+            raw.body_grace_ms,
+            5_000,
+            100,
+            600_000,
+        ),
+    }
+}

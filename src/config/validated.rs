@@ -56,6 +56,8 @@ pub struct Config {
     pub rate_limits: Vec<super::RateLimitRule>,
     /// `[concurrency]`.
     pub concurrency: super::ConcurrencyConfig,
+    /// `[connections]`.
+    pub connections: super::ConnectionsConfig,
     /// `[abuse]`.
     pub abuse: super::AbuseConfig,
     /// `[admin]`.
@@ -598,6 +600,7 @@ impl Config {
         let network = super::traffic::network(raw.network, &mut e);
         let rate_limits = super::traffic::rate_limits(raw.rate_limit, &mut e);
         let concurrency = super::traffic::concurrency(raw.concurrency, &mut e);
+        let connections = super::traffic::connections(raw.connections, &mut e);
         let abuse = super::abuse::abuse(raw.abuse, &mut e);
         let admin = super::abuse::admin(raw.admin, AuthConfig::allows_none(&auth.methods), &mut e);
         if upstreams.is_empty() && e.0.is_empty() {
@@ -624,6 +627,7 @@ impl Config {
             network,
             rate_limits,
             concurrency,
+            connections,
             abuse,
             admin,
             issuer,

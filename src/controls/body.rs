@@ -22,14 +22,66 @@ pub enum BodyError {
     /// The connection failed or the framing was invalid while reading.
     #[error("error reading body: {0}")]
     Read(String),
+    /// The body arrived slower than the minimum rate (slowloris).
+    #[error("body arrived slower than {0} bytes/s")]
+    TooSlow(u64),
 }
 
-/// Reads the whole body, refusing anything over `limit` bytes.
-pub async fn read<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, BodyError>
+/// How fast a body must arrive: within `grace`, plus one second per `min_rate` bytes received
+/// so far, the next bytes must be there. (A client trickling a body to hold a connection and
+/// a buffer open is cut off; a slow but honest one is not.)
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Time allowed before the rate applies.
+    pub grace: std::time::Duration,
+    /// Bytes per second, on average since the start.
+    pub min_rate: u64,
+}
+
+/// [`read`], also refusing a body that arrives slower than `pace`.
+pub async fn read_paced<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+    pace: Pace,
+) -> Result<Bytes, BodyError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    check_headers(headers, limit)?;
+    let start = tokio::time::Instant::now();
+    let mut body = std::pin::pin!(body);
+    let mut received: u64 = 0;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let allowed = pace.grace
+            + std::time::Duration::from_millis(
+                received.saturating_mul(1000) / pace.min_rate.max(1),
+            );
+        let frame = match tokio::time::timeout_at(start + allowed, body.frame()).await {
+            Err(_) => return Err(BodyError::TooSlow(pace.min_rate)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            received += data.len() as u64;
+            if received > limit as u64 {
+                return Err(BodyError::TooLarge(limit));
+            }
+            chunks.push(data);
+        }
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
+    })
+}
+
+/// Refuses encodings the gateway cannot inspect, and a declared length over the limit.
+fn check_headers(headers: &HeaderMap, limit: usize) -> Result<(), BodyError> {
     for v in headers.get_all(header::CONTENT_ENCODING) {
         if !v.as_bytes().eq_ignore_ascii_case(b"identity") {
             return Err(BodyError::Encoded);
@@ -42,6 +94,16 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge(limit));
     }
+    Ok(())
+}
+
+/// Reads the whole body, refusing anything over `limit` bytes.
+pub async fn read<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    check_headers(headers, limit)?;
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),

@@ -90,6 +90,11 @@ impl Network {
         }
     }
 
+    /// Whether `ip` is a configured trusted proxy.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted(canonical(ip))
+    }
+
     fn trusted(&self, ip: IpAddr) -> bool {
         self.cfg.trusted_proxies.iter().any(|n| n.contains(&ip))
     }
@@ -100,6 +105,19 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
+    }
+}
+
+/// The address as one client: IPv4 whole, IPv6 by its /64 (one host usually holds the whole
+/// /64, so rotating within it must not make a new client).
+pub fn host_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        v4 => v4,
     }
 }
 

@@ -43,14 +43,7 @@ pub enum Offender {
 impl Offender {
     /// The address as held: IPv4 whole, IPv6 by its /64 (one host usually holds the /64).
     pub fn ip(ip: IpAddr) -> Offender {
-        match super::network::canonical(ip) {
-            IpAddr::V6(v6) => {
-                let mut o = v6.octets();
-                o[8..].fill(0);
-                Offender::Ip(IpAddr::from(o))
-            }
-            v4 => Offender::Ip(v4),
-        }
+        Offender::Ip(super::network::host_key(ip))
     }
 
     /// Parses `ip:ADDR` or `principal:ID` (what [`fmt::Display`] writes).
