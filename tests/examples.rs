@@ -28,6 +28,7 @@ fn env() -> (Pairs, Pairs) {
         ("RISK_SECRET_SHA256", "risk_agent"),
         ("PM_SECRET_SHA256", "position_manager"),
         ("QUOTES_TOKEN_SHA256", "quotes"),
+        ("WS_AUTH_TOKEN_SHA256", "ws-client"),
     ] {
         let (secret, hash) = generate_token();
         vars.push((var, hash));
@@ -51,6 +52,10 @@ fn env() -> (Pairs, Pairs) {
         "hatago-hs256-secret-0123456789abcdef".to_owned(),
     ));
     vars.push(("OIDC_ISSUER", "https://accounts.example.com".to_owned()));
+    vars.push((
+        "JWT_SECRET",
+        "docker-agents-jwt-secret-0123456789ab".to_owned(),
+    ));
     vars.push((
         "HATAGO_AUTH_PUBLIC_KEY_PATH",
         format!("{}/tests/fixtures/jwt/rsa.pub", env!("CARGO_MANIFEST_DIR")),
@@ -83,7 +88,7 @@ fn every_example_passes_config_check() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 5);
+    assert_eq!(checked, 6);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,4 +185,92 @@ async fn seed000_orders_need_the_agents_token_and_its_signature() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Serves an example with the test environment; returns the process and its address.
+fn serve_example(name: &str, vars: &Pairs) -> (Proc, String) {
+    let data = tmpdir(&format!("example-{name}"));
+    spawn_listening(
+        Command::new(BIN)
+            .args(["serve", "--config", &example(name)])
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed002_limits_each_client_and_blocks_repeated_failures() {
+    let (vars, secrets) = env();
+    let token = &secrets.iter().find(|(w, _)| *w == "ws-client").unwrap().1;
+    let auth = format!("Bearer {token}");
+
+    // RATE_LIMIT_MAX_REQUESTS = 60 per minute per address.
+    let (_p, addr) = serve_example("seed002-docker-agents.toml", &vars);
+    let url = format!("http://{addr}/mcp/agents");
+    for left in (0..60).rev() {
+        let r = post(&url, &[("authorization", &auth)], INIT).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.headers["x-ratelimit-remaining"],
+            left.to_string().as_str()
+        );
+    }
+    let r = post(&url, &[("authorization", &auth)], INIT).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.code(), "MCP-006");
+
+    // MAX_FAILED_ATTEMPTS = 5: then even the right token is refused (for BLOCK_DURATION).
+    let (_p, addr) = serve_example("seed002-docker-agents.toml", &vars);
+    let url = format!("http://{addr}/mcp/agents");
+    for i in 0..5 {
+        let bad = format!("Bearer not-the-token-{i}");
+        let r = post(&url, &[("authorization", &bad)], INIT).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = post(&url, &[("authorization", &auth)], INIT).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.headers["retry-after"], "900");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed004_limits_tool_calls_per_user_with_the_tightest_rule_in_the_headers() {
+    let (vars, _) = env();
+    let (_p, addr) = serve_example("seed004-hatago.toml", &vars);
+    let url = format!("http://{addr}/mcp/hub");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("hs".into());
+    let claims = serde_json::json!({
+        "iss": "hatago-hub", "aud": "mcp-clients", "sub": "alice",
+        "exp": unix_now() + 600, "roles": ["user"],
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(b"hatago-hs256-secret-0123456789abcdef");
+    let jwt = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let auth = format!("Bearer {jwt}");
+    let r = post(&url, &[("authorization", &auth)], INIT).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // Not a tool call: the per-user rule (100) is the tightest that counted it.
+    assert_eq!(r.headers["x-ratelimit-limit"], "100");
+    let sid = r.session().unwrap();
+    let h = [
+        ("authorization", auth.as_str()),
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+    for left in (0..50).rev() {
+        let r = post(&url, &h, call).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.headers["x-ratelimit-limit"], "50");
+        assert_eq!(
+            r.headers["x-ratelimit-remaining"],
+            left.to_string().as_str()
+        );
+    }
+    let r = post(&url, &h, call).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Other methods still pass under the per-user rule.
+    let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+    assert_eq!(post(&url, &h, list).await.status, StatusCode::OK);
 }
