@@ -145,7 +145,11 @@ fn main() {
             principal: Some(&principals[i]),
             method: Some("tools/call"),
             upstream: Some("demo"),
-            tool: Some(if i % 7 == 0 { "place_order" } else { "get_quote" }),
+            tool: Some(if i % 7 == 0 {
+                "place_order"
+            } else {
+                "get_quote"
+            }),
         };
         limiter.admit(Stage::Message, &s, now).unwrap();
     };

@@ -249,3 +249,38 @@ async fn an_hmac_mismatch_with_a_valid_token_quarantines_the_agent_until_release
     assert!(has("abuse", "quarantined"), "{rows:#?}");
     assert!(has("abuse", "released"), "{rows:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_block_holds_until_it_expires_and_rotating_forwarded_addresses_does_not_dodge_it() {
+    use palisade::clock::ManualClock;
+    let (_up, addr) = Scripted::start().await;
+    let clock = ManualClock::at(1_700_000_000_000);
+    let (cfg, t) = config(addr, "block_duration_ms = 60000\n");
+    let (url, _db, stop, task) = in_process("abuse-expiry", &cfg, &clock).await;
+    // Bad tokens, each claiming another address: no proxy is trusted, so one client.
+    for i in 0..3 {
+        let bad = format!("Bearer bad-token-{i}");
+        let xff = format!("198.51.100.{i}");
+        let r = post(
+            &url,
+            &[("authorization", &bad), ("x-forwarded-for", &xff)],
+            INIT,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let good = format!("Bearer {}", t.pm);
+    let h = [
+        ("authorization", good.as_str()),
+        ("x-forwarded-for", "203.0.113.99"),
+    ];
+    assert_eq!(post(&url, &h, INIT).await.status, StatusCode::FORBIDDEN);
+    clock.advance(59_999);
+    let r = post(&url, &h, INIT).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.headers["retry-after"], "1");
+    clock.advance(1);
+    assert_eq!(post(&url, &h, INIT).await.status, StatusCode::OK);
+    let _ = stop.send(());
+    task.await.unwrap();
+}

@@ -7,40 +7,11 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use palisade::clock::ManualClock;
 use support::*;
 
 const CALL: &str = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
-
-/// A gateway served in this process on `clock`; dropping the sender stops it.
-async fn start(
-    name: &str,
-    toml: &str,
-    clock: &ManualClock,
-) -> (
-    String,
-    std::path::PathBuf,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let dir = tmpdir(name);
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{toml}",
-        dir.join("data").display().to_string()
-    );
-    let cfg = palisade::config::parse(&text, name, &|_| None).unwrap();
-    let running = palisade::run::start_with_clock(cfg, None, Arc::new(clock.clone()))
-        .await
-        .unwrap();
-    let url = format!("http://{}/mcp/s", running.addr);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(running.serve(async {
-        let _ = stopped.await;
-    }));
-    (url, dir.join("data").join("audit.db"), stop, task)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_upstream_opens_its_breaker_and_recovers_through_half_open() {
@@ -50,7 +21,7 @@ async fn a_failing_upstream_opens_its_breaker_and_recovers_through_half_open() {
         "[[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\nhub = false\n\
          [upstream.circuit_breaker]\nfailure_threshold = 5\nreset_timeout_ms = 30000\nhalf_open_max_calls = 2\n"
     );
-    let (url, db, stop, task) = start("breaker", &cfg, &clock).await;
+    let (url, db, stop, task) = in_process("breaker", &cfg, &clock).await;
     let r = post(&url, &[], INIT).await;
     assert_eq!(r.status, 200);
     let sid = r.session().unwrap();
@@ -153,6 +124,14 @@ async fn a_stdio_upstream_that_times_out_opens_its_breaker() {
         .await,
         "error:MCP-003"
     );
+    // Exported for alerting (seed 004: `circuit_breaker_state == 1`).
+    let m = send(http::Method::GET, &gw.url("/metrics"), &[], "").await;
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("palisade_circuit_breaker_state{upstream=\"fx\"} 1")),
+        "{text}"
+    );
     gw.stop();
     let rows = gw.audit_rows();
     assert!(
@@ -174,7 +153,7 @@ async fn an_upstream_429_is_backed_off_without_resending() {
         "[[upstream]]\nname = \"s\"\nurl = \"http://{addr}/mcp\"\nhub = false\n\
          [upstream.outbound]\nmax_calls_per_minute = 600\n"
     );
-    let (url, db, stop, task) = start("backoff", &cfg, &clock).await;
+    let (url, db, stop, task) = in_process("backoff", &cfg, &clock).await;
     let r = post(&url, &[], INIT).await;
     let sid = r.session().unwrap();
     let h = [

@@ -253,8 +253,8 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
     let cfg = "[[upstream]]\nname = \"demo\"\nbuiltin = \"demo\"\nhub = false\n\
-               [connections]\nheader_timeout_ms = 300\nbody_grace_ms = 300\nmin_body_rate = 1000\n\
-               max_per_ip = 4\n";
+               [connections]\nheader_timeout_ms = 300\nidle_timeout_ms = 300\nbody_grace_ms = 300\n\
+               min_body_rate = 1000\nmax_per_ip = 4\n";
     let mut gw = Gateway::start("slowloris", cfg);
     let until_closed = |mut s: TcpStream| async move {
         let mut buf = Vec::new();
@@ -288,6 +288,25 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
     let answer = until_closed(trickle).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("MCP-004"), "{answer}");
+
+    // A kept-alive connection idle after its request is closed by the same timer.
+    let mut idle = TcpStream::connect(&gw.addr).await.unwrap();
+    let req = format!(
+        "POST /mcp/demo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{INIT}",
+        INIT.len()
+    );
+    idle.write_all(req.as_bytes()).await.unwrap();
+    let answer = until_closed(idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // An HTTP/2 connection (prior knowledge) that says hello and then nothing is closed too.
+    let mut h2 = TcpStream::connect(&gw.addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let frames = until_closed(h2).await;
+    assert!(!frames.is_empty(), "the server's SETTINGS came first");
 
     // Four connections from one address; a fifth is closed at once.
     let mut held = Vec::new();

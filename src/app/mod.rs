@@ -4,6 +4,7 @@ pub mod admin;
 pub mod body;
 pub mod error;
 mod hubroute;
+mod idle;
 mod lists;
 mod ops;
 pub use ops::LATENCY_BUCKETS;

@@ -11,7 +11,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use super::{pipeline, Conn, Shared};
+use super::{idle, pipeline, Conn, Shared};
 
 /// Accepts connections until `shutdown` resolves, then drains in-flight requests (bounded by
 /// `drain`). With `tls`, every connection is TLS (a plain-HTTP request gets a short refusal).
@@ -34,6 +34,7 @@ pub async fn serve(
         .header_read_timeout(Duration::from_millis(limits.header_timeout_ms));
     let builder = Arc::new(builder);
     let open = Arc::new(Open::default());
+    let idle_limit = Duration::from_millis(limits.idle_timeout_ms);
     tokio::pin!(shutdown);
     // Sessions idle past their timeout are reaped in the background.
     // (Run once, by the primary listener.)
@@ -83,14 +84,20 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let _guard = guard;
                     let Some(tls) = tls else {
+                        let activity = idle::Activity::new();
+                        let act = activity.clone();
                         let svc = service_fn(move |req| {
                             let gw = gw.clone();
-                            async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, req, peer, Conn { listener: index, client_cert: None }).await) }
+                            let busy = act.request();
+                            async move {
+                                let resp = pipeline::handle(gw, req, peer, Conn { listener: index, client_cert: None }).await;
+                                drop(busy);
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
                         });
-                        let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
-                        if let Err(e) = conn.await {
-                            tracing::debug!(peer = %peer, error = %e, "connection ended with error");
-                        }
+                        let io = TokioIo::new(idle::Tracked::new(stream, activity.clone()));
+                        let conn = watcher.watch(builder.serve_connection(io, svc).into_owned());
+                        ended(peer, idle::watch(conn, activity, idle_limit).await);
                         return;
                     };
                     // A TLS record starts with 0x16 (handshake); anything else is plain HTTP
@@ -114,15 +121,21 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .and_then(crate::tls::identity);
+                    let activity = idle::Activity::new();
+                    let act = activity.clone();
                     let svc = service_fn(move |req| {
                         let gw = gw.clone();
                         let cert = cert.clone();
-                        async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, req, peer, Conn { listener: index, client_cert: cert }).await) }
+                        let busy = act.request();
+                        async move {
+                            let resp = pipeline::handle(gw, req, peer, Conn { listener: index, client_cert: cert }).await;
+                            drop(busy);
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
                     });
-                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
-                    if let Err(e) = conn.await {
-                        tracing::debug!(peer = %peer, error = %e, "connection ended with error");
-                    }
+                    let io = TokioIo::new(idle::Tracked::new(stream, activity.clone()));
+                    let conn = watcher.watch(builder.serve_connection(io, svc).into_owned());
+                    ended(peer, idle::watch(conn, activity, idle_limit).await);
                 });
             }
             _ = &mut shutdown => break,
@@ -197,6 +210,18 @@ impl Drop for Entered {
                     map.remove(&ip);
                 }
             }
+        }
+    }
+}
+
+/// How a connection ended: by itself (an error is logged), or closed for being idle.
+fn ended(peer: SocketAddr, how: Option<Result<(), Box<dyn std::error::Error + Send + Sync>>>) {
+    match how {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::debug!(peer = %peer, error = %e, "connection ended with error"),
+        None => {
+            tracing::debug!(peer = %peer, "idle connection closed");
+            metrics::counter!("palisade_connections_idle_closed_total").increment(1);
         }
     }
 }

@@ -345,6 +345,9 @@ pub struct RawConnections {
     /// Time to send a request's headers, and to start the next request on a kept-alive
     /// HTTP/1.1 connection (default 10 000 ms).
     pub header_timeout_ms: Option<u64>,
+    /// A connection with no request being handled and no byte moving for this long is
+    /// closed, HTTP/1.1 and HTTP/2 alike (default 120 000 ms).
+    pub idle_timeout_ms: Option<u64>,
     /// A body must arrive at this many bytes per second on average (default 1 024)...
     pub min_body_rate: Option<u64>,
     /// ...after this grace period (default 5 000 ms).
@@ -360,6 +363,8 @@ pub struct ConnectionsConfig {
     pub max_per_ip: u32,
     /// Header timeout.
     pub header_timeout_ms: u64,
+    /// Idle timeout.
+    pub idle_timeout_ms: u64,
     /// Minimum body rate.
     pub min_body_rate: u64,
     /// Grace before it applies.
@@ -394,6 +399,13 @@ pub(super) fn connections(raw: RawConnections, e: &mut Errors) -> ConnectionsCon
             10_000,
             100,
             600_000,
+        ),
+        idle_timeout_ms: e.range(
+            "connections.idle_timeout_ms",
+            raw.idle_timeout_ms,
+            120_000,
+            100,
+            86_400_000,
         ),
         min_body_rate: e.range(
             "connections.min_body_rate",

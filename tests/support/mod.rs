@@ -496,3 +496,32 @@ where
     });
     addr
 }
+
+/// A gateway served in this process on `clock` (so tests move time instead of sleeping):
+/// its MCP URL for route `s`, its audit database, and a sender that stops it.
+pub async fn in_process(
+    name: &str,
+    toml: &str,
+    clock: &palisade::clock::ManualClock,
+) -> (
+    String,
+    std::path::PathBuf,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let dir = tmpdir(name);
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{toml}",
+        dir.join("data").display().to_string()
+    );
+    let cfg = palisade::config::parse(&text, name, &|_| None).unwrap();
+    let running = palisade::run::start_with_clock(cfg, None, std::sync::Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let url = format!("http://{}/mcp/s", running.addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(running.serve(async {
+        let _ = stopped.await;
+    }));
+    (url, dir.join("data").join("audit.db"), stop, task)
+}

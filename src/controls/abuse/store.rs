@@ -146,3 +146,86 @@ impl AbuseStore for MemoryAbuseStore {
         self.live.fetch_sub(before - map.len(), Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ip(s: &str) -> Offender {
+        Offender::ip(s.parse().unwrap())
+    }
+
+    #[test]
+    fn strikes_count_within_their_window_only() {
+        let s = MemoryAbuseStore::new(10);
+        let who = ip("192.0.2.1");
+        assert!(!s.strike(&who, 1_000, 60_000, 3));
+        assert!(!s.strike(&who, 2_000, 60_000, 3));
+        // The window (from the first strike) has passed: counting starts over.
+        assert!(!s.strike(&who, 61_000, 60_000, 3));
+        assert!(!s.strike(&who, 62_000, 60_000, 3));
+        assert!(s.strike(&who, 63_000, 60_000, 3));
+        // And again from zero after a block is earned.
+        assert!(!s.strike(&who, 63_001, 60_000, 3));
+    }
+
+    #[test]
+    fn blocks_expire_quarantines_do_not() {
+        let s = MemoryAbuseStore::new(10);
+        let block = Hold {
+            who: ip("192.0.2.1"),
+            quarantine: false,
+            reason: "blocked_auth_failures",
+            since_ms: 1_000,
+            until_ms: Some(901_000),
+        };
+        let q = Hold {
+            who: Offender::Principal(Arc::from("agent")),
+            quarantine: true,
+            reason: "quarantined_hmac_mismatch",
+            since_ms: 1_000,
+            until_ms: None,
+        };
+        assert!(s.hold(block.clone()));
+        assert!(s.hold(q.clone()));
+        assert_eq!(s.held(&block.who, 900_999), Some(block.clone()));
+        assert_eq!(s.held(&block.who, 901_000), None);
+        assert_eq!(s.held(&q.who, u64::MAX - 1), Some(q.clone()));
+        assert_eq!(s.list(901_000), vec![q.clone()]);
+        s.sweep(901_000);
+        // A shorter block does not replace a longer one; a quarantine replaces a block.
+        assert!(s.hold(block.clone()));
+        assert!(!s.hold(Hold {
+            until_ms: Some(2_000),
+            ..block.clone()
+        }));
+        assert!(s.hold(Hold {
+            quarantine: true,
+            until_ms: None,
+            ..block.clone()
+        }));
+        // Releasing needs the right kind.
+        assert!(!s.release(&block.who, false));
+        assert!(s.release(&block.who, true));
+        assert!(s.release(&q.who, true));
+        assert!(s.list(0).is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_held_by_its_64() {
+        assert_eq!(ip("2001:db8:1:2::1"), ip("2001:db8:1:2:ffff::9"));
+        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
+        assert_eq!(ip("::ffff:192.0.2.1"), ip("192.0.2.1"));
+        assert_eq!(
+            Offender::parse("ip:2001:db8:1:2::77"),
+            Some(ip("2001:db8:1:2::"))
+        );
+        assert_eq!(
+            Offender::parse("principal:a:b"),
+            Some(Offender::Principal(Arc::from("a:b")))
+        );
+        assert_eq!(Offender::parse("principal:"), None);
+        assert_eq!(Offender::parse("bogus"), None);
+    }
+}
