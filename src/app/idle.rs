@@ -81,9 +81,7 @@ where
 {
     tokio::pin!(conn);
     loop {
-        let Some(wait) = activity.remaining(limit) else {
-            return None;
-        };
+        let wait = activity.remaining(limit)?;
         tokio::select! {
             out = &mut conn => return Some(out),
             () = tokio::time::sleep(wait) => {}
