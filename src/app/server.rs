@@ -256,3 +256,33 @@ async fn refuse_plain_http(mut stream: tokio::net::TcpStream) -> std::io::Result
 pub fn describe(scheme: &str, addr: SocketAddr) -> String {
     format!("listening on {scheme}://{addr}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_capped_per_listener_and_per_address() {
+        let open = Arc::new(Open::default());
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        let first = open.enter(a, 3, Some(2)).unwrap();
+        let second = open.enter(a, 3, Some(2)).unwrap();
+        assert_eq!(
+            open.enter(a, 3, Some(2)).err(),
+            Some("too_many_connections_per_ip")
+        );
+        let third = open.enter(b, 3, Some(2)).unwrap();
+        // The listener is full, whoever asks; a trusted proxy (no per-address cap) too.
+        assert_eq!(
+            open.enter(b, 3, Some(2)).err(),
+            Some("too_many_connections")
+        );
+        assert_eq!(open.enter(b, 3, None).err(), Some("too_many_connections"));
+        drop(first);
+        let again = open.enter(a, 3, Some(2)).unwrap();
+        drop((second, third, again));
+        assert_eq!(open.total.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert!(open.per_ip.lock().unwrap().is_empty());
+    }
+}

@@ -107,9 +107,6 @@ pub fn take(spec: &Spec, state: &mut State, now_ms: u64) -> Take {
             let idx = now_ms / w;
             advance(head, slots, idx);
             let count: u64 = slots.iter().map(|&c| u64::from(c)).sum();
-            let newest = (0..SPAN as u64)
-                .map(|k| idx - k.min(idx))
-                .find(|i| slots[(*i % SPAN as u64) as usize] > 0);
             if count < u64::from(max) {
                 slots[(idx % SPAN as u64) as usize] += 1;
                 return Take {
@@ -121,6 +118,9 @@ pub fn take(spec: &Spec, state: &mut State, now_ms: u64) -> Take {
                     retry_after_ms: 0,
                 };
             }
+            let newest = (0..SPAN as u64)
+                .map(|k| idx - k.min(idx))
+                .find(|i| slots[(*i % SPAN as u64) as usize] > 0);
             // Refused: the oldest slots leave the span one by one; find the first moment
             // enough have left.
             let oldest = idx.saturating_sub(SPAN as u64 - 1);

@@ -10,7 +10,7 @@
 //! hammering one tool's limit does not spend the caller's allowance for others. Every response carries `X-RateLimit-*` for the tightest
 //! rule that matched (fewest requests left).
 //!
-//! Keys are keyed 128-bit hashes of the rule and what it counts by (IPv6 clients by /64,
+//! Keys are keyed 64-bit hashes of the rule and what it counts by (IPv6 clients by /64,
 //! since one host usually holds the whole /64), so the store keeps no strings and nobody can
 //! aim two keys at one counter.
 
@@ -132,7 +132,7 @@ impl Rule {
 pub struct RateLimiter {
     rules: Box<[Rule]>,
     store: Arc<dyn LimitStore>,
-    keying: [RandomState; 2],
+    keying: RandomState,
 }
 
 impl RateLimiter {
@@ -236,52 +236,47 @@ impl RateLimiter {
 
     /// The counter for rule `i` and this subject.
     fn key(&self, i: usize, by: KeyBy, s: &Subject<'_>) -> store::Key {
-        let [a, b] = &self.keying;
-        let (mut ha, mut hb) = (a.build_hasher(), b.build_hasher());
-        let mut put = |bytes: &[u8]| {
-            ha.write(bytes);
-            hb.write(bytes);
-        };
-        put(&(i as u32).to_le_bytes());
-        let who = |put: &mut dyn FnMut(&[u8])| match s.principal {
+        let mut h = self.keying.build_hasher();
+        h.write_u32(i as u32);
+        let who = |h: &mut dyn Hasher| match s.principal {
             Some(p) => {
-                put(b"p");
-                put(p.as_bytes());
-                put(&[0xff]);
+                h.write_u8(b'p');
+                h.write(p.as_bytes());
+                h.write_u8(0xff);
             }
-            None => ip_key(s.ip, put),
+            None => ip_key(s.ip, h),
         };
-        let tool = |put: &mut dyn FnMut(&[u8])| {
-            put(b"t");
-            put(s.upstream.unwrap_or_default().as_bytes());
-            put(&[0xff]);
-            put(s.tool.unwrap_or_default().as_bytes());
-            put(&[0xff]);
+        let tool = |h: &mut dyn Hasher| {
+            h.write_u8(b't');
+            h.write(s.upstream.unwrap_or_default().as_bytes());
+            h.write_u8(0xff);
+            h.write(s.tool.unwrap_or_default().as_bytes());
+            h.write_u8(0xff);
         };
         match by {
             KeyBy::Global => {}
-            KeyBy::Ip => ip_key(s.ip, &mut put),
-            KeyBy::Principal => who(&mut put),
-            KeyBy::Tool => tool(&mut put),
+            KeyBy::Ip => ip_key(s.ip, &mut h),
+            KeyBy::Principal => who(&mut h),
+            KeyBy::Tool => tool(&mut h),
             KeyBy::PrincipalTool => {
-                who(&mut put);
-                tool(&mut put);
+                who(&mut h);
+                tool(&mut h);
             }
         }
-        (u128::from(ha.finish()) << 64) | u128::from(hb.finish())
+        h.finish()
     }
 }
 
 /// An address as a key: IPv4 whole, IPv6 by its /64.
-fn ip_key(ip: IpAddr, put: &mut dyn FnMut(&[u8])) {
-    match super::network::canonical(ip) {
+fn ip_key(ip: IpAddr, h: &mut dyn Hasher) {
+    match super::network::host_key(ip) {
         IpAddr::V4(v4) => {
-            put(b"4");
-            put(&v4.octets());
+            h.write_u8(b'4');
+            h.write(&v4.octets());
         }
         IpAddr::V6(v6) => {
-            put(b"6");
-            put(&v6.octets()[..8]);
+            h.write_u8(b'6');
+            h.write(&v6.octets()[..8]);
         }
     }
 }
