@@ -238,7 +238,10 @@ pub async fn start_with_clock(
             audit.clone(),
             fetcher.clone(),
         ),
-        concurrency: crate::controls::concurrency::Concurrency::new(&config),
+        concurrency: crate::controls::concurrency::Concurrency::new(
+            &config,
+            Arc::new(crate::controls::concurrency::MemorySlotStore::default()),
+        ),
         clock,
         routes,
         hub,

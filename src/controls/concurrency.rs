@@ -4,16 +4,21 @@
 //! A `tools/call` takes one slot of each limit that applies, in that order, before it is
 //! routed, and holds them until its answer has been delivered (a streamed answer: until the
 //! stream ends). A call that finds a limit full waits up to `max_wait_ms` in all, then is
-//! refused (MCP-006). Slots are keyed by keyed hashes (no strings kept), and a key's semaphore
-//! is dropped once nothing holds or waits for it, so idle keys cost nothing.
+//! refused (MCP-006).
+//!
+//! The counts sit behind [`SlotStore`] (one atomic "take if below max" and "give back" per
+//! key, a Redis `INCR`-and-check script later); a wait is woken when a slot is given back in
+//! this process, and re-checks every 50 ms for slots another replica gives back. Keys are
+//! keyed hashes (no strings kept), and a key whose count returns to zero is forgotten.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 use super::ratelimit::Subject;
 use crate::config::Config;
@@ -23,27 +28,83 @@ use crate::config::Config;
 #[error("{0} concurrency limit full")]
 pub struct Busy(pub &'static str);
 
-type Slots = Arc<Mutex<HashMap<u64, Arc<Semaphore>>>>;
-
-/// Slots held by one call; released when dropped.
-#[derive(Debug, Default)]
-pub struct Held(Vec<Slot>);
-
-#[derive(Debug)]
-struct Slot {
-    key: u64,
-    sem: Arc<Semaphore>,
-    permit: Option<OwnedSemaphorePermit>,
-    slots: Slots,
+/// Slots in use per key.
+pub trait SlotStore: Send + Sync + Debug {
+    /// Takes a slot of `key` if fewer than `max` are taken. Atomic per key.
+    fn try_take(&self, key: u64, max: u32) -> bool;
+    /// Gives a slot of `key` back.
+    fn give_back(&self, key: u64);
 }
 
-impl Drop for Slot {
+/// In-memory slot counts, sharded; a key at zero is removed.
+#[derive(Debug)]
+pub struct MemorySlotStore {
+    shards: Box<[Mutex<HashMap<u64, u32>>]>,
+}
+
+impl Default for MemorySlotStore {
+    fn default() -> Self {
+        MemorySlotStore {
+            shards: (0..16).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+impl MemorySlotStore {
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, HashMap<u64, u32>> {
+        self.shards[(key >> 60) as usize % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keys with slots taken (tests, metrics).
+    pub fn tracked(&self) -> usize {
+        (0..self.shards.len())
+            .map(|i| self.shard((i as u64) << 60).len())
+            .sum()
+    }
+}
+
+impl SlotStore for MemorySlotStore {
+    fn try_take(&self, key: u64, max: u32) -> bool {
+        let mut map = self.shard(key);
+        let n = map.entry(key).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&self, key: u64) {
+        let mut map = self.shard(key);
+        if let Some(n) = map.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
+/// How often a wait re-checks on its own (slots given back by another replica wake nobody
+/// here).
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// Slots held by one call; given back when dropped.
+#[derive(Debug, Default)]
+pub struct Held {
+    keys: Vec<u64>,
+    back: Option<(Arc<dyn SlotStore>, Arc<Notify>)>,
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
-        drop(self.permit.take());
-        let mut map = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        // Only the map and this slot know the semaphore, and nothing is taken: forget it.
-        if Arc::strong_count(&self.sem) == 2 {
-            map.remove(&self.key);
+        if let Some((store, freed)) = &self.back {
+            for k in self.keys.drain(..) {
+                store.give_back(k);
+            }
+            freed.notify_waiters();
         }
     }
 }
@@ -55,13 +116,14 @@ pub struct Concurrency {
     per_tool: Option<u32>,
     per_upstream: HashMap<Box<str>, u32>,
     wait: Duration,
-    slots: Slots,
+    store: Arc<dyn SlotStore>,
+    freed: Arc<Notify>,
     keying: RandomState,
 }
 
 impl Concurrency {
-    /// From `[concurrency]` and each upstream's `outbound.concurrent_calls`.
-    pub fn new(cfg: &Config) -> Self {
+    /// From `[concurrency]` and each upstream's `outbound.concurrent_calls`, over `store`.
+    pub fn new(cfg: &Config, store: Arc<dyn SlotStore>) -> Self {
         Concurrency {
             per_principal: cfg.concurrency.per_principal,
             per_tool: cfg.concurrency.per_tool,
@@ -71,7 +133,8 @@ impl Concurrency {
                 .filter_map(|u| Some((u.name.as_str().into(), u.outbound.concurrent_calls?)))
                 .collect(),
             wait: Duration::from_millis(cfg.concurrency.max_wait_ms),
-            slots: Arc::default(),
+            store,
+            freed: Arc::new(Notify::new()),
             keying: RandomState::new(),
         }
     }
@@ -109,37 +172,32 @@ impl Concurrency {
     }
 
     async fn take(&self, wanted: [Option<(u64, u32, &'static str)>; 3]) -> Result<Held, Busy> {
-        let mut held = Held(Vec::new());
+        let mut held = Held {
+            keys: Vec::with_capacity(3),
+            back: Some((self.store.clone(), self.freed.clone())),
+        };
         let deadline = tokio::time::Instant::now() + self.wait;
-        for (key, n, what) in wanted.into_iter().flatten() {
-            let sem = {
-                let mut map = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-                map.entry(key)
-                    .or_insert_with(|| Arc::new(Semaphore::new(n as usize)))
-                    .clone()
-            };
-            let mut slot = Slot {
-                key,
-                sem: sem.clone(),
-                permit: None,
-                slots: self.slots.clone(),
-            };
-            match tokio::time::timeout_at(deadline, sem.acquire_owned()).await {
-                Ok(Ok(p)) => slot.permit = Some(p),
-                _ => {
+        for (key, max, what) in wanted.into_iter().flatten() {
+            loop {
+                // Registered before trying, so a slot given back in between is not missed.
+                let freed = self.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if self.store.try_take(key, max) {
+                    held.keys.push(key);
+                    break;
+                }
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
                     metrics::counter!("palisade_concurrency_refused_total", "limit" => what)
                         .increment(1);
+                    // `held` gives back what it took.
                     return Err(Busy(what));
                 }
+                let _ = tokio::time::timeout_at(deadline.min(now + RECHECK), freed).await;
             }
-            held.0.push(slot);
         }
         Ok(held)
-    }
-
-    /// Keys with a live semaphore (tests, metrics).
-    pub fn tracked(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -154,7 +212,7 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        Concurrency::new(&cfg)
+        Concurrency::new(&cfg, Arc::new(MemorySlotStore::default()))
     }
 
     fn who<'a>(p: &'a str, tool: &'a str) -> Subject<'a> {
@@ -181,7 +239,11 @@ mod tests {
         drop(a);
         let again = c.acquire(&who("a", "z")).await.unwrap();
         drop((b, other, again));
-        assert_eq!(c.tracked(), 0, "idle keys are forgotten");
+        let store = MemorySlotStore::default();
+        assert!(store.try_take(7, 1));
+        assert!(!store.try_take(7, 1));
+        store.give_back(7);
+        assert_eq!(store.tracked(), 0, "a key back at zero is forgotten");
     }
 
     #[tokio::test]
