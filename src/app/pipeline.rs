@@ -320,16 +320,22 @@ async fn refuse_early(gw: &Shared, rej: Rejection, method: &str, client: IpAddr)
     let m = rej.mapping();
     tracing::info!(target: "palisade::deny", request_id, control = m.control, reason = m.reason, detail = %rej, "request refused");
     if let Ok(slot) = gw.audit.reserve().await {
-        slot.write(trace.finish(
-            Decision::Deny,
-            m.control,
-            m.reason,
-            resp.status().as_u16(),
-            Some(m.code.as_str()),
-            n,
-        ));
+        slot.write(refusal(trace, &rej, resp.status().as_u16(), n));
     }
     resp
+}
+
+/// The audit record of a refusal.
+fn refusal(trace: Trace, rej: &Rejection, status: u16, n: u64) -> crate::audit::AuditRecord {
+    let m = rej.mapping();
+    trace.finish(
+        Decision::Deny,
+        m.control,
+        m.reason,
+        status,
+        Some(m.code.as_str()),
+        n,
+    )
 }
 
 /// An issuer endpoint: Host/Origin guard, bounded body, then the issuer; one audit record.
@@ -350,15 +356,7 @@ async fn issue(
     };
     let refuse = |rej: Rejection, trace: Trace, slot: crate::audit::AuditSlot| {
         let (resp, n) = reject(&rej, None, request_id);
-        let m = rej.mapping();
-        slot.write(trace.finish(
-            Decision::Deny,
-            m.control,
-            m.reason,
-            resp.status().as_u16(),
-            Some(m.code.as_str()),
-            n,
-        ));
+        slot.write(refusal(trace, &rej, resp.status().as_u16(), n));
         resp
     };
     if let Err(e) = gw.origins[listener].check(req.headers(), req.uri()) {
