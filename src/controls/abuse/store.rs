@@ -22,13 +22,15 @@ pub trait AbuseStore: Send + Sync + Debug {
     /// Lifts the holds on `who` of the given kind (`quarantine` or not); returns whether any
     /// was lifted.
     fn release(&self, who: &Offender, quarantine: bool) -> bool;
-    /// Forgets expired holds and strike windows.
+    /// Forgets expired holds and strike windows that have ended.
     fn sweep(&self, now_ms: u64);
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Strikes {
     since_ms: u64,
+    /// When this window ends (and the entry can be forgotten).
+    until_ms: u64,
     count: u32,
 }
 
@@ -63,7 +65,7 @@ impl AbuseStore for MemoryAbuseStore {
     fn strike(&self, who: &Offender, now_ms: u64, window_ms: u64, max: u32) -> bool {
         let mut map = self.strikes.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.max_tracked && !map.contains_key(who) {
-            map.retain(|_, s| s.since_ms + window_ms > now_ms);
+            map.retain(|_, s| s.until_ms > now_ms);
             if map.len() >= self.max_tracked {
                 if let Some(oldest) = map
                     .iter()
@@ -74,15 +76,14 @@ impl AbuseStore for MemoryAbuseStore {
                 }
             }
         }
-        let s = map.entry(who.clone()).or_insert(Strikes {
+        let fresh = Strikes {
             since_ms: now_ms,
+            until_ms: now_ms + window_ms,
             count: 0,
-        });
-        if s.since_ms + window_ms <= now_ms {
-            *s = Strikes {
-                since_ms: now_ms,
-                count: 0,
-            };
+        };
+        let s = map.entry(who.clone()).or_insert(fresh);
+        if s.until_ms <= now_ms {
+            *s = fresh;
         }
         s.count += 1;
         if s.count >= max {
@@ -144,6 +145,11 @@ impl AbuseStore for MemoryAbuseStore {
         let before = map.len();
         map.retain(|_, h| in_force(h, now_ms));
         self.live.fetch_sub(before - map.len(), Ordering::Relaxed);
+        drop(map);
+        self.strikes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, s| s.until_ms > now_ms);
     }
 }
 
@@ -168,6 +174,10 @@ mod tests {
         assert!(s.strike(&who, 63_000, 60_000, 3));
         // And again from zero after a block is earned.
         assert!(!s.strike(&who, 63_001, 60_000, 3));
+        // Ended windows are swept away.
+        assert_eq!(s.strikes.lock().unwrap().len(), 1);
+        s.sweep(123_001);
+        assert_eq!(s.strikes.lock().unwrap().len(), 0);
     }
 
     #[test]
