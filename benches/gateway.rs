@@ -486,7 +486,8 @@ fn main() {
                  [[auth.jwt.keys]]\nkid = \"ed\"\nalg = \"EdDSA\"\npem_file = {:?}\n\
                  [[upstream]]\nname = \"demo\"\nurl = \"{direct}\"\n\
                  [[upstream]]\nname = \"jwt\"\nurl = \"{direct}\"\nauth = [\"jwt\"]\nhub = false\n\
-                 [[upstream]]\nname = \"hmac\"\nurl = \"{direct}\"\nauth = [\"hmac\"]\nhub = false\n",
+                 [[upstream]]\nname = \"hmac\"\nurl = \"{direct}\"\nauth = [\"hmac\"]\nhub = false\n\
+                 [authz]\ndefault_role = \"any\"\nanonymous_role = \"any\"\n[authz.roles.any]\npermissions = [\"*\"]\n[authz.roles.trader]\ninherits = [\"any\"]\n",
                 data.display().to_string(),
                 fixture("rsa.pub"),
                 fixture("ed.pub"),
