@@ -15,14 +15,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
 
-/// What happened on one connection, and when.
+/// What happened on one connection. Bytes moving only bump a counter (no clock read per
+/// read or write); the watchdog compares it between its ticks.
 #[derive(Debug)]
 pub(super) struct Activity {
-    epoch: Instant,
-    /// Milliseconds since `epoch` of the last byte moved.
-    last_ms: AtomicU64,
+    moves: AtomicU64,
     in_flight: AtomicUsize,
 }
 
@@ -30,15 +28,13 @@ impl Activity {
     /// A connection just opened.
     pub(super) fn new() -> Arc<Self> {
         Arc::new(Activity {
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            moves: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
         })
     }
 
     fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.moves.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a request while its handler runs.
@@ -48,14 +44,12 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// How long until the connection would be idle for `limit`; `None` if it is now.
-    fn remaining(&self, limit: Duration) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Some(limit);
-        }
-        let since = self.epoch.elapsed().as_millis() as u64 - self.last_ms.load(Ordering::Relaxed);
-        let limit_ms = limit.as_millis() as u64;
-        (since < limit_ms).then(|| Duration::from_millis(limit_ms - since))
+    /// A mark that changes whenever the connection is not idle.
+    fn mark(&self) -> (u64, bool) {
+        (
+            self.moves.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed) > 0,
+        )
     }
 }
 
@@ -69,6 +63,10 @@ impl Drop for InFlight {
     }
 }
 
+/// The watchdog looks every quarter of the limit; four quiet looks in a row close the
+/// connection (so after `limit` to `limit` × 5/4 of idleness).
+const LOOKS: u32 = 4;
+
 /// Runs `conn` until it ends or the connection has been idle for `limit` (then it is dropped,
 /// which closes the socket). Returns the connection's result, if it ended by itself.
 pub(super) async fn watch<F, E>(
@@ -80,11 +78,19 @@ where
     F: std::future::Future<Output = Result<(), E>>,
 {
     tokio::pin!(conn);
+    let step = limit / LOOKS;
+    let mut last = activity.mark();
+    let mut quiet = 0;
     loop {
-        let wait = activity.remaining(limit)?;
         tokio::select! {
             out = &mut conn => return Some(out),
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(step) => {}
+        }
+        let now = activity.mark();
+        quiet = if now == last && !now.1 { quiet + 1 } else { 0 };
+        last = now;
+        if quiet >= LOOKS {
+            return None;
         }
     }
 }
