@@ -38,8 +38,14 @@ pub async fn serve(listener: TcpListener, gw: Shared) {
         TokioExecutor::new(),
     ));
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, say: do not spin.
+                tracing::warn!(target: "palisade::admin", error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let gw = gw.clone();
         let builder = builder.clone();
@@ -110,14 +116,13 @@ async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Respons
             reply(StatusCode::OK, text)
         }
         Op::Release { quarantine } => {
-            let bytes = match crate::controls::body::read(&parts.headers, body, 4096).await {
-                Ok(b) => b,
-                Err(_) => return reply(StatusCode::BAD_REQUEST, r#"{"error":"bad body"}"#.into()),
-            };
-            let target = serde_json::from_slice::<serde_json::Value>(&bytes)
+            let target = crate::controls::body::read(&parts.headers, body, 4096)
+                .await
                 .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                 .and_then(|v| v.get("who")?.as_str().and_then(Offender::parse));
             let Some(target) = target else {
+                audit(&gw, ip, &who, "bad_request", Decision::Deny);
                 return reply(
                     StatusCode::BAD_REQUEST,
                     r#"{"error":"expected {\"who\": \"ip:ADDR\" or \"principal:ID\"}"}"#.into(),
@@ -129,6 +134,7 @@ async fn handle(gw: Shared, req: Request<Incoming>, peer: SocketAddr) -> Respons
                     serde_json::json!({ "released": target.to_string() }).to_string(),
                 )
             } else {
+                audit(&gw, ip, &who, "no_such_hold", Decision::Deny);
                 reply(StatusCode::NOT_FOUND, r#"{"error":"no such hold"}"#.into())
             }
         }

@@ -473,12 +473,18 @@ async fn mcp(
             //    URIs) and decides in the hub with the same rules (`Access`).
             //    [admit (rate limits, concurrency) slots in here.]
             validate::message(&env)?;
-            // 9b. Admit: rate limits on the sender, the method and the target.
-            if !gw.limiter.is_empty() {
-                let principal = (principal.method() != "none").then(|| &**principal.id());
-                target_subject(gw, &env, route, client, principal, |s| {
-                    seen.admit(gw, Stage::Message, s, now_ms)
-                })?;
+            // 9b. Admit: rate limits on the sender, the method and the target. The message as
+            //     traffic control sees it is worked out once, and only when a limit needs it.
+            let limited = !gw.limiter.is_empty();
+            let slotted = env.method() == Some("tools/call") && !gw.concurrency.is_empty();
+            let tool_name = match env.method() {
+                Some("tools/call") if limited || slotted => env.param_str("name"),
+                _ => None,
+            };
+            let sender = (principal.method() != "none").then(|| &**principal.id());
+            let subject = target_subject(gw, &env, route, client, sender, tool_name.as_deref());
+            if limited {
+                seen.admit(gw, Stage::Message, &subject, now_ms)?;
             }
             let access = Access {
                 authz: &gw.authz,
@@ -524,12 +530,8 @@ async fn mcp(
             };
             // 10b. Concurrency: a call takes a slot per principal, tool and upstream, waiting
             //      (bounded) for one, and holds them until its answer is delivered.
-            if env.method() == Some("tools/call") && !gw.concurrency.is_empty() {
-                let who = (principal.method() != "none").then(|| &**principal.id());
-                let held =
-                    target_subject(gw, &env, route, client, who, |s| gw.concurrency.acquire(s))
-                        .await?;
-                trace.hold(held);
+            if slotted {
+                trace.hold(gw.concurrency.acquire(&subject).await?);
             }
             // 11. Route. The hub (`/mcp`, stdio upstreams) terminates MCP: it answers or routes
             //     the message to the upstream that owns it, under the upstream's credentials.
@@ -777,22 +779,18 @@ impl Seen {
     }
 }
 
-/// The message as rate-limit rules see it: its upstream, and for a `tools/call` the tool by
-/// the upstream's own name (on `/mcp`, the namespace prefix names the upstream).
-fn target_subject<R>(
-    gw: &Shared,
-    env: &Envelope,
+/// The message as traffic control sees it: its upstream, and for a `tools/call` (whose `name`
+/// is given) the tool by the upstream's own name (on `/mcp`, the namespace prefix names the
+/// upstream).
+fn target_subject<'a>(
+    gw: &'a Shared,
+    env: &'a Envelope,
     route: usize,
     ip: IpAddr,
-    principal: Option<&str>,
-    then: impl FnOnce(&Subject<'_>) -> R,
-) -> R {
-    let method = env.method();
-    let name = match method {
-        Some("tools/call") => env.param_str("name"),
-        _ => None,
-    };
-    let (upstream, tool) = match (gw.routes.get(route), name.as_deref()) {
+    principal: Option<&'a str>,
+    name: Option<&'a str>,
+) -> Subject<'a> {
+    let (upstream, tool) = match (gw.routes.get(route), name) {
         (Some(u), tool) => (Some(&*u.name), tool),
         (None, Some(n)) => match crate::hub::names::split(n) {
             Some((u, t)) => (Some(u), Some(t)),
@@ -800,13 +798,13 @@ fn target_subject<R>(
         },
         (None, None) => (None, None),
     };
-    then(&Subject {
+    Subject {
         ip,
         principal,
-        method,
+        method: env.method(),
         upstream,
         tool,
-    })
+    }
 }
 
 fn lookup(

@@ -59,11 +59,18 @@ where
             + std::time::Duration::from_millis(
                 received.saturating_mul(1000) / pace.min_rate.max(1),
             );
-        let frame = match tokio::time::timeout_at(start + allowed, body.frame()).await {
-            Err(_) => return Err(BodyError::TooSlow(pace.min_rate)),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
-            Ok(Some(Ok(f))) => f,
+        // A frame already there (a small body usually arrives with its headers) needs no
+        // timer; only a wait is timed.
+        let next = match futures_util::FutureExt::now_or_never(body.frame()) {
+            Some(next) => next,
+            None => tokio::time::timeout_at(start + allowed, body.frame())
+                .await
+                .map_err(|_| BodyError::TooSlow(pace.min_rate))?,
+        };
+        let frame = match next {
+            None => break,
+            Some(Err(e)) => return Err(BodyError::Read(e.to_string())),
+            Some(Ok(f)) => f,
         };
         if let Ok(data) = frame.into_data() {
             received += data.len() as u64;

@@ -110,10 +110,10 @@ impl Breaker {
                 probe: false,
             });
         }
-        let now = self.clock.now_ms();
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let State::Open { until_ms } = *s {
-            if now < until_ms {
+            // The clock is read only here: a closed breaker costs a lock and nothing else.
+            if self.clock.now_ms() < until_ms {
                 return Err(Open);
             }
             self.go(
@@ -160,11 +160,10 @@ impl Breaker {
     }
 
     fn report(&self, probe: bool, failure: Option<Class>) {
-        let now = self.clock.now_ms();
         let weight = failure.map_or(0, |c| self.weight(c));
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let open = State::Open {
-            until_ms: now + self.cfg.reset_timeout_ms,
+        let open = || State::Open {
+            until_ms: self.clock.now_ms() + self.cfg.reset_timeout_ms,
         };
         match *s {
             State::Closed { weight: w } if failure.is_none() => {
@@ -175,7 +174,7 @@ impl Breaker {
             State::Closed { weight: w } => {
                 let w = w.saturating_add(weight);
                 if w >= self.cfg.failure_threshold {
-                    self.go(&mut s, open);
+                    self.go(&mut s, open());
                 } else {
                     *s = State::Closed { weight: w };
                 }
@@ -186,7 +185,7 @@ impl Breaker {
             } if probe => {
                 let in_flight = in_flight.saturating_sub(1);
                 if weight > 0 {
-                    self.go(&mut s, open);
+                    self.go(&mut s, open());
                 } else if failure.is_none() && successes + 1 >= self.cfg.half_open_max_calls {
                     self.go(&mut s, State::Closed { weight: 0 });
                 } else {

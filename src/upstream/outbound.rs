@@ -12,6 +12,7 @@
 //!   `tools/call` is never sent twice by the gateway. (The concurrency cap of
 //!   `concurrent_calls` is held for the whole call by `controls::concurrency`.)
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use http::{HeaderValue, StatusCode};
@@ -56,6 +57,9 @@ struct Backoff {
 pub struct Outbound {
     rate: Option<(Spec, Mutex<State>)>,
     backoff: Mutex<Backoff>,
+    /// Whether a 429 was ever seen: until then (the common case) a call takes no lock and
+    /// reads no clock for the backoff.
+    backed_off: AtomicBool,
     max_ms: u64,
     clock: SharedClock,
 }
@@ -72,6 +76,7 @@ impl Outbound {
                 (spec, Mutex::new(spec.fresh()))
             }),
             backoff: Mutex::default(),
+            backed_off: AtomicBool::new(false),
             max_ms: cfg.backoff_max_ms,
             clock,
         }
@@ -79,6 +84,9 @@ impl Outbound {
 
     /// Whether a call may be sent now (counting it against the rate if so).
     pub fn admit(&self) -> Result<(), Throttled> {
+        if self.rate.is_none() && !self.backed_off.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let now = self.clock.now_ms();
         {
             let b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
@@ -102,11 +110,16 @@ impl Outbound {
 
     /// Learns from an answer: a 429 starts (or lengthens) a backoff.
     pub fn answered(&self, status: StatusCode, retry_after: Option<&HeaderValue>) {
+        let backing_off = status == StatusCode::TOO_MANY_REQUESTS;
+        if !backing_off && !self.backed_off.load(Ordering::Relaxed) {
+            return;
+        }
         let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        if status != StatusCode::TOO_MANY_REQUESTS {
+        if !backing_off {
             b.streak = 0;
             return;
         }
+        self.backed_off.store(true, Ordering::Relaxed);
         let ceiling = BASE_MS
             .saturating_mul(1u64 << b.streak.min(20))
             .min(self.max_ms);
