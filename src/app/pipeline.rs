@@ -908,7 +908,12 @@ async fn post_response(
     let limits = &gw.config.limits;
     match (env.kind(), env.id(), parts.status.is_success()) {
         (Kind::Request, Some(id), true) => {
-            if is_sse(&parts.headers) {
+            let media = media_type(&parts.headers);
+            let (sse, json) = (
+                media.is_some_and(|m| m.eq_ignore_ascii_case("text/event-stream")),
+                media.is_some_and(|m| m.eq_ignore_ascii_case("application/json")),
+            );
+            if sse {
                 return Ok(Outcome::Stream {
                     parts,
                     upstream: body,
@@ -916,7 +921,7 @@ async fn post_response(
                     check: check.map(Box::new),
                 });
             }
-            if parts.headers.contains_key(header::CONTENT_ENCODING) || !is_json(&parts.headers) {
+            if parts.headers.contains_key(header::CONTENT_ENCODING) || !json {
                 return Err(upstream::ResponseError::Protocol(
                     "unexpected content type or encoding",
                 )
@@ -956,12 +961,13 @@ async fn passthrough(
 }
 
 fn filter_response_headers(h: &mut HeaderMap, session: Option<HeaderValue>) {
-    let drop: Vec<HeaderName> = h
+    // A response has a handful of headers, one or two of them stripped: rescanning is cheaper
+    // than collecting their names.
+    while let Some(n) = h
         .keys()
-        .filter(|n| upstream::stripped_response_header(n))
+        .find(|n| upstream::stripped_response_header(n))
         .cloned()
-        .collect();
-    for n in drop {
+    {
         h.remove(n);
     }
     if let Some(s) = session {
@@ -969,19 +975,16 @@ fn filter_response_headers(h: &mut HeaderMap, session: Option<HeaderValue>) {
     }
 }
 
-fn content_type_is(h: &HeaderMap, want: &str) -> bool {
+/// The media type of `Content-Type`, without parameters (compare it ignoring case).
+fn media_type(h: &HeaderMap) -> Option<&str> {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+        .map(str::trim)
 }
 
 fn is_sse(h: &HeaderMap) -> bool {
-    content_type_is(h, "text/event-stream")
-}
-
-fn is_json(h: &HeaderMap) -> bool {
-    content_type_is(h, "application/json")
+    media_type(h).is_some_and(|m| m.eq_ignore_ascii_case("text/event-stream"))
 }
 
 /// The client-facing response for a rejection, and its body size.

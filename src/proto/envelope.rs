@@ -256,18 +256,7 @@ impl Envelope {
 
 /// The span of member `key` of the already-validated object `obj`.
 pub(crate) fn member(obj: &[u8], key: &str) -> Option<Range<usize>> {
-    if obj.first() != Some(&b'{') {
-        return None;
-    }
-    let mut found = None;
-    // Already validated as a whole; this second look only walks the object's top level.
-    let _ = json::scan(obj, usize::MAX, |k, r| {
-        if k == key {
-            found = Some(r);
-        }
-        Ok(())
-    });
-    found
+    json::member(obj, key)
 }
 
 #[cfg(test)]

@@ -106,6 +106,122 @@ pub fn validate_value(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
     Ok(())
 }
 
+/// The span of the top-level member `key` of `obj`, an object that [`scan`] (or
+/// [`validate_value`]) already accepted, so it has no duplicate keys and its grammar is sound.
+/// Walks the top level only, skipping nested values by their brackets and strings: a lookup does
+/// not pay for validating the object again. Returns `None` for anything that is not an object,
+/// and never panics or loops on malformed input.
+pub fn member(obj: &[u8], key: &str) -> Option<Range<usize>> {
+    let mut w = Walk { b: obj, i: 0 };
+    w.ws();
+    if w.peek()? != b'{' {
+        return None;
+    }
+    w.i += 1;
+    loop {
+        w.ws();
+        if w.peek()? != b'"' {
+            return None; // `}` of an empty object, or malformed
+        }
+        let k = w.string()?;
+        w.ws();
+        if w.peek()? != b':' {
+            return None;
+        }
+        w.i += 1;
+        w.ws();
+        let start = w.i;
+        w.value()?;
+        let lit = &obj[k];
+        let matches = if lit.contains(&b'\\') {
+            unescape(lit) == key
+        } else {
+            &lit[1..lit.len() - 1] == key.as_bytes()
+        };
+        if matches {
+            return Some(start..w.i);
+        }
+        w.ws();
+        match w.peek()? {
+            b',' => w.i += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// A cursor over already-validated JSON that only finds where values end.
+struct Walk<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Walk<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// A string literal's span, quotes included.
+    fn string(&mut self) -> Option<Range<usize>> {
+        let start = self.i;
+        self.i += 1;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(start..self.i);
+                }
+                b'\\' => self.i += 2,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// Moves past one value.
+    fn value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek()? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                // A number or a literal: ends at the next delimiter.
+                let start = self.i;
+                while !matches!(
+                    self.peek()?,
+                    b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'
+                ) {
+                    self.i += 1;
+                }
+                (self.i > start).then_some(())
+            }
+        }
+    }
+}
+
 /// Decodes a JSON string literal (with its quotes) that [`scan`] already validated.
 pub fn unescape(lit: &[u8]) -> Cow<'_, str> {
     let inner = &lit[1..lit.len() - 1];
@@ -269,6 +385,7 @@ impl<'a> Scanner<'a> {
         self.expect(b'"')?;
         let mut escaped = false;
         loop {
+            self.skip_plain();
             let Some(c) = self.peek() else {
                 return Err(JsonError::Syntax(self.i));
             };
@@ -305,6 +422,29 @@ impl<'a> Scanner<'a> {
                 0x00..=0x1F => return Err(JsonError::Syntax(self.i)),
                 _ => self.i += 1,
             }
+        }
+    }
+
+    /// Moves past string bytes that need no attention (not `"`, `\\` or a control character),
+    /// eight at a time: tool results are mostly long strings. Bytes of 0x80 and above are
+    /// plain here; the document was checked as UTF-8 up front.
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        // Non-zero exactly when some byte of `v` is zero / is below 0x20 (no false negatives;
+        // a false positive only sends that word to the byte-wise loop).
+        let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let v = u64::from_le_bytes(word);
+            let special = has_zero(v ^ (ONES * u64::from(b'"')))
+                | has_zero(v ^ (ONES * u64::from(b'\\')))
+                | (v.wrapping_sub(ONES * 0x20) & !v & HIGH);
+            if special != 0 {
+                break;
+            }
+            self.i += 8;
         }
     }
 
@@ -412,12 +552,21 @@ impl<'a> Scanner<'a> {
     ) -> Result<(), JsonError> {
         let siblings = &self.keys[base..];
         if siblings.len() < PAIRWISE_MAX {
-            let folded_key = fold(key);
+            // Keys are nearly always ASCII, and two ASCII keys are case variants exactly when
+            // they are equal ignoring ASCII case: no folded copies. A non-ASCII key may fold
+            // onto an ASCII one (KELVIN SIGN `\u212a` lowercases to `k`), so it takes the full fold.
+            let ascii = key.is_ascii();
+            let mut folded_key: Option<Cow<'_, str>> = None;
             for k in siblings {
                 if k.as_ref() == key {
                     return Err(JsonError::DuplicateKey(at));
                 }
-                if fold(k) == folded_key {
+                let variant = if ascii && k.is_ascii() {
+                    k.eq_ignore_ascii_case(key)
+                } else {
+                    fold(k) == *folded_key.get_or_insert_with(|| fold(key))
+                };
+                if variant {
                     return Err(JsonError::CaseVariantKey(at));
                 }
             }

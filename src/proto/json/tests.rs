@@ -1,4 +1,5 @@
 use super::*;
+use proptest::strategy::Strategy;
 
 fn members(doc: &str) -> Result<Vec<(String, String)>, JsonError> {
     let mut out = Vec::new();
@@ -116,6 +117,33 @@ fn grammar_errors() {
 }
 
 #[test]
+fn long_strings_are_checked_at_every_offset() {
+    // The eight-at-a-time skip must stop at a special byte wherever it falls in a word.
+    for len in 0..40 {
+        for at in 0..len {
+            let mut text = "x".repeat(len);
+            text.replace_range(at..at + 1, "\u{1}");
+            let doc = format!(r#"{{"a":"{text}"}}"#);
+            assert!(
+                matches!(members(&doc), Err(JsonError::Syntax(_))),
+                "{len} {at}"
+            );
+            let mut text = "é".repeat(len);
+            text.push_str(r#"\"}"#);
+            let doc = format!(r#"{{"a":"{text}","b":1}}"#);
+            let m = members(&doc).unwrap();
+            assert_eq!(m[0].1, format!(r#""{text}""#));
+            let doc = format!(
+                r#"{{"a":"{}\u00e9{}"}}"#,
+                "y".repeat(at),
+                "z".repeat(len - at)
+            );
+            assert_eq!(members(&doc).unwrap().len(), 1);
+        }
+    }
+}
+
+#[test]
 fn valid_values() {
     for good in [
         r#"{"a":-0.5e+10,"b":[true,false,null],"c":"\ud83d\ude00\n","d":{},"e":[]}"#,
@@ -145,6 +173,38 @@ proptest::proptest! {
         }
     }
 
+    /// On any document the scanner accepted, the fast top-level lookup finds exactly the spans
+    /// the scanner reported, for every key, and nothing for a key that is not there.
+    #[test]
+    fn member_agrees_with_the_scanner(
+        value in proptest::collection::btree_map(
+            "[a-zA-Z_\\\\\"{}\\[\\] ]{0,6}",
+            proptest::prop_oneof![
+                proptest::num::i64::ANY.prop_map(serde_json::Value::from),
+                "[\\\\\"{}\\[\\],: a-z]{0,8}".prop_map(serde_json::Value::from),
+                proptest::collection::vec("[\\\\\"{}\\[\\],:a]{0,4}", 0..3).prop_map(|v| serde_json::json!({ "n": v, "m": [v.clone(), {}] })),
+                proptest::strategy::Just(serde_json::json!([true, null, -1.5e3, false])),
+            ],
+            0..8,
+        ),
+        pretty: bool,
+    ) {
+        let doc = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) }.unwrap();
+        let mut seen = Vec::new();
+        if scan(doc.as_bytes(), 64, |k, r| { seen.push((k.to_owned(), r)); Ok(()) }).is_ok() {
+            for (k, r) in &seen {
+                proptest::prop_assert_eq!(member(doc.as_bytes(), k), Some(r.clone()));
+            }
+            proptest::prop_assert_eq!(member(doc.as_bytes(), "absent key"), None);
+        }
+    }
+
+    /// Whatever the input, the lookup never panics.
+    #[test]
+    fn member_never_panics(input in ".{0,120}", key in "[a-z]{0,3}") {
+        let _ = member(input.as_bytes(), &key);
+    }
+
     /// Any serde_json object without duplicate or case-variant keys is accepted, and the member
     /// spans reproduce each value.
     #[test]
@@ -155,6 +215,50 @@ proptest::proptest! {
         let expect: Vec<_> = map.into_iter().collect();
         proptest::prop_assert_eq!(seen, expect);
     }
+}
+
+#[test]
+fn member_finds_top_level_keys_only() {
+    let doc =
+        br#" { "args" : {"name":"inner"}, "s":"a\"}{[", "name" : "echo" , "n": -1.5e3, "t":true} "#;
+    let at = |k| member(doc, k).map(|r| std::str::from_utf8(&doc[r]).unwrap().to_owned());
+    assert_eq!(at("name").as_deref(), Some(r#""echo""#));
+    assert_eq!(at("args").as_deref(), Some(r#"{"name":"inner"}"#));
+    assert_eq!(at("s").as_deref(), Some(r#""a\"}{[""#));
+    assert_eq!(at("n").as_deref(), Some("-1.5e3"));
+    assert_eq!(at("t").as_deref(), Some("true"));
+    assert_eq!(at("inner"), None);
+    // An escaped key is the key it decodes to: the upstream will read it that way.
+    assert_eq!(member(br#"{"\u006eame":"x"}"#, "name"), Some(13..16));
+    for bad in [
+        &b""[..],
+        b"[]",
+        b"{",
+        b"{\"a\"",
+        b"{\"a\":",
+        b"{\"a\":}",
+        b"\"s\"",
+    ] {
+        assert_eq!(member(bad, "a"), None, "{:?}", std::str::from_utf8(bad));
+    }
+}
+
+#[test]
+fn case_variants_across_scripts() {
+    // KELVIN SIGN lowercases to ASCII `k`: still a case variant of `K`.
+    assert!(matches!(
+        members("{\"K\":1,\"\u{212a}\":2}"),
+        Err(JsonError::CaseVariantKey(_))
+    ));
+    assert!(matches!(
+        members(r#"{"inputSchema":1,"INPUTSCHEMA":2}"#),
+        Err(JsonError::CaseVariantKey(_))
+    ));
+    assert!(members(r#"{"inputSchema":1,"inputSchemas":2,"ÄB":3,"äc":4}"#).is_ok());
+    assert!(matches!(
+        members(r#"{"Äb":1,"äB":2}"#),
+        Err(JsonError::CaseVariantKey(_))
+    ));
 }
 
 #[test]
