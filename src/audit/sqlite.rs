@@ -2,83 +2,145 @@
 
 use std::path::Path;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::record::{AuditRecord, Decision, Text};
+use super::record::{hex_lower, AuditRecord, Decision, Text};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    ts_ms INTEGER NOT NULL, request_id TEXT NOT NULL, principal TEXT NOT NULL, auth_method TEXT NOT NULL,
+/// The record's columns, in the order of [`AuditRecord`].
+macro_rules! record_columns {
+    () => {
+        "ts_ms INTEGER NOT NULL, request_id TEXT NOT NULL, principal TEXT NOT NULL, auth_method TEXT NOT NULL,
     client_ip TEXT NOT NULL, transport TEXT NOT NULL, upstream TEXT, http_method TEXT NOT NULL,
     rpc_method TEXT, tool TEXT, input_hash TEXT, decision TEXT NOT NULL, control TEXT NOT NULL,
     reason TEXT NOT NULL, status INTEGER NOT NULL, error_code TEXT, duration_us INTEGER NOT NULL,
-    input_bytes INTEGER NOT NULL, output_bytes INTEGER NOT NULL,
-    prev_hash TEXT NOT NULL, hash TEXT NOT NULL
-);
+    input_bytes INTEGER NOT NULL, output_bytes INTEGER NOT NULL"
+    };
+}
+
+/// A new database: the chain hash of each row as 32 bytes (the hash of the previous row's hash
+/// and this row's canonical record).
+const SCHEMA: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, ",
+    record_columns!(),
+    ", hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY,
     record_count INTEGER NOT NULL, head_hash TEXT NOT NULL, ts_ms INTEGER NOT NULL,
     public_key TEXT NOT NULL, signature TEXT NOT NULL
+);"
 );
-";
 
-/// Opens (creating if needed) the audit database.
-///
-/// The table has no index but its primary key (`seq`, arrival order): an index on `ts_ms` cost
-/// about a fifth of the writer's time per record. An operator who queries by time on a large
-/// trail can add one (`CREATE INDEX audit_ts ON audit(ts_ms)`); the gateway keeps any index up
-/// to date.
+/// How an audit database stores its chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Databases created before session 10: each row also stores the previous row's hash, and
+    /// both hashes are hex text. Still read, verified and appended to in that layout.
+    HexWithPrev,
+    /// The chain hash alone, as a 32-byte blob: about 100 bytes less per row, which is a third
+    /// of the writer's work per record.
+    Blob,
+}
+
+/// Opens (creating if needed) the audit database, and says which layout it has.
 ///
 /// Durability: WAL with `synchronous=NORMAL`. A commit is written to the WAL but not fsynced (the
 /// WAL is synced when it is checkpointed into the database, about every 1000 pages), so a power
 /// loss or OS crash can lose the transactions since the last checkpoint; a process crash loses
 /// nothing committed. The writer commits a batch at most `BATCH_WINDOW` (10 ms) after its first
 /// record arrived. Readers (`palisade audit verify`) can open the file while the gateway runs.
-pub fn open_db(path: &Path) -> rusqlite::Result<Connection> {
+///
+/// The table has no index but its primary key (`seq`, arrival order): an index on `ts_ms` cost
+/// about a fifth of the writer's time per record. An operator who queries by time on a large
+/// trail can add one (`CREATE INDEX audit_ts ON audit(ts_ms)`); the gateway keeps any index up
+/// to date.
+pub fn open_db(path: &Path) -> rusqlite::Result<(Connection, Format)> {
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
     conn.execute_batch(SCHEMA)?;
-    Ok(conn)
+    let format = format(&conn)?;
+    Ok((conn, format))
 }
 
-/// Appends one chained record. The statement is prepared once per batch.
-pub(super) const INSERT: &str = "INSERT INTO audit (seq, ts_ms, request_id, principal, auth_method, client_ip, transport, upstream, http_method,
-    rpc_method, tool, input_hash, decision, control, reason, status, error_code, duration_us, input_bytes,
-    output_bytes, prev_hash, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)";
+/// The layout of the `audit` table of `conn`.
+pub(super) fn format(conn: &Connection) -> rusqlite::Result<Format> {
+    let legacy: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'prev_hash'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(if legacy > 0 {
+        Format::HexWithPrev
+    } else {
+        Format::Blob
+    })
+}
 
+/// The statement that appends one chained record.
+pub(super) fn insert_sql(format: Format) -> &'static str {
+    match format {
+        Format::Blob => "INSERT INTO audit (seq, ts_ms, request_id, principal, auth_method, client_ip, transport, upstream, http_method,
+    rpc_method, tool, input_hash, decision, control, reason, status, error_code, duration_us, input_bytes,
+    output_bytes, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
+        Format::HexWithPrev => "INSERT INTO audit (seq, ts_ms, request_id, principal, auth_method, client_ip, transport, upstream, http_method,
+    rpc_method, tool, input_hash, decision, control, reason, status, error_code, duration_us, input_bytes,
+    output_bytes, hash, prev_hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
+    }
+}
+
+/// Appends one chained record with the statement of [`insert_sql`].
 pub(super) fn insert(
     stmt: &mut rusqlite::Statement<'_>,
+    format: Format,
     seq: i64,
     r: &AuditRecord,
-    prev: &str,
-    hash: &str,
+    prev: &[u8; 32],
+    hash: &[u8; 32],
 ) -> rusqlite::Result<()> {
-    stmt.execute(params![
-        seq,
-        r.ts_ms,
-        r.request_id,
-        r.principal,
-        r.auth_method,
-        r.client_ip,
-        r.transport,
-        r.upstream,
-        r.http_method,
-        r.rpc_method,
-        r.tool,
-        r.input_hash,
-        r.decision.as_str(),
-        r.control,
-        r.reason,
-        r.status,
-        r.error_code,
-        r.duration_us,
-        r.input_bytes,
-        r.output_bytes,
-        prev,
-        hash
-    ])?;
+    let i = 21;
+    let p: [&dyn rusqlite::ToSql; 20] = [
+        &seq,
+        &r.ts_ms,
+        &r.request_id,
+        &r.principal,
+        &r.auth_method,
+        &r.client_ip,
+        &r.transport,
+        &r.upstream,
+        &r.http_method,
+        &r.rpc_method,
+        &r.tool,
+        &r.input_hash,
+        &r.decision.as_str(),
+        &r.control,
+        &r.reason,
+        &r.status,
+        &r.error_code,
+        &r.duration_us,
+        &r.input_bytes,
+        &r.output_bytes,
+    ];
+    for (n, v) in p.into_iter().enumerate() {
+        stmt.raw_bind_parameter(n + 1, v)?;
+    }
+    match format {
+        Format::Blob => stmt.raw_bind_parameter(i, &hash[..])?,
+        Format::HexWithPrev => {
+            stmt.raw_bind_parameter(i, hex_lower(hash))?;
+            stmt.raw_bind_parameter(i + 1, hex_lower(prev))?;
+        }
+    }
+    stmt.raw_execute()?;
     Ok(())
+}
+
+/// A stored chain hash, whichever layout stored it; `None` when it is not one (an edit).
+fn stored_hash(v: ValueRef<'_>) -> Option<[u8; 32]> {
+    match v {
+        ValueRef::Blob(b) => b.try_into().ok(),
+        ValueRef::Text(t) => hex::decode(t).ok()?.try_into().ok(),
+        _ => None,
+    }
 }
 
 /// One stored row: the record plus its chain fields.
@@ -87,19 +149,25 @@ pub(super) struct Row {
     pub record: AuditRecord,
     /// False when the stored decision is neither `allow` nor `deny` (an edit).
     pub decision_valid: bool,
-    pub prev_hash: String,
-    pub hash: String,
+    /// The previous row's hash as this row stored it ([`Format::HexWithPrev`] only).
+    pub prev_hash: Option<String>,
+    /// The stored chain hash, `None` when what is stored is not a hash.
+    pub hash: Option<[u8; 32]>,
 }
 
 pub(super) fn for_each_row(
     conn: &Connection,
     mut f: impl FnMut(Row) -> bool,
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(
+    let prev = match format(conn)? {
+        Format::HexWithPrev => "prev_hash",
+        Format::Blob => "NULL",
+    };
+    let mut stmt = conn.prepare(&format!(
         "SELECT seq, ts_ms, request_id, principal, auth_method, client_ip, transport, upstream, http_method, rpc_method,
          tool, input_hash, decision, control, reason, status, error_code, duration_us, input_bytes, output_bytes,
-         prev_hash, hash FROM audit ORDER BY seq",
-    )?;
+         {prev}, hash FROM audit ORDER BY seq"
+    ))?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let decision: String = row.get(12)?;
@@ -134,7 +202,7 @@ pub(super) fn for_each_row(
             record,
             decision_valid,
             prev_hash: row.get(20)?,
-            hash: row.get(21)?,
+            hash: stored_hash(row.get_ref(21)?),
         }) {
             break;
         }
@@ -150,12 +218,12 @@ fn opt_text(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Text>>
     row.get::<_, Option<String>>(i).map(|t| t.map(Text::from))
 }
 
-/// The last record's sequence number and hash.
-pub(super) fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+/// The last record's sequence number and hash (`None` for the hash when it is not one).
+pub(super) fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, Option<[u8; 32]>)>> {
     conn.query_row(
         "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, stored_hash(r.get_ref(1)?))),
     )
     .optional()
 }

@@ -104,11 +104,88 @@ async fn deleted_middle_record_is_named() {
     exec(&db, "DELETE FROM audit WHERE seq = 11");
     let err = verify(&db, &dir.join("audit-signing.pub")).unwrap_err();
     assert!(matches!(err, VerifyError::Broken { seq: 11, .. }), "{err}");
-    // Renumbering to hide the gap still breaks the prev_hash link.
+    // Renumbering to hide the gap does not help: the next record was chained to the deleted one.
     exec(&db, "UPDATE audit SET seq = seq - 1 WHERE seq > 11");
     let err = verify(&db, &dir.join("audit-signing.pub")).unwrap_err();
     assert!(
-        matches!(err, VerifyError::Broken { seq: 11, why, .. } if why.contains("prev_hash")),
+        matches!(&err, VerifyError::Modified { seq: 11, request_id } if request_id == "req-11"),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .contains("or a record before it was removed"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_trail_stores_each_chain_hash_as_32_bytes() {
+    let dir = tmpdir("layout");
+    let db = write_trail(&dir, 3, 1000).await;
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (kind, len): (String, i64) = conn
+        .query_row(
+            "SELECT typeof(hash), length(hash) FROM audit WHERE seq = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((kind.as_str(), len), ("blob", 32));
+    let legacy: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'prev_hash'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(legacy, 0);
+    // A hash replaced by anything else is an edit, not an error reading the trail.
+    exec(&db, "UPDATE audit SET hash = 'not a hash' WHERE seq = 2");
+    assert!(matches!(
+        verify(&db, &dir.join("audit-signing.pub")).unwrap_err(),
+        VerifyError::Modified { seq: 2, .. }
+    ));
+}
+
+/// The layout of trails written before session 10: both hashes as hex, and the previous one in
+/// each row.
+const LEGACY_SCHEMA: &str = "CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL, request_id TEXT NOT NULL, principal TEXT NOT NULL, auth_method TEXT NOT NULL,
+    client_ip TEXT NOT NULL, transport TEXT NOT NULL, upstream TEXT, http_method TEXT NOT NULL,
+    rpc_method TEXT, tool TEXT, input_hash TEXT, decision TEXT NOT NULL, control TEXT NOT NULL,
+    reason TEXT NOT NULL, status INTEGER NOT NULL, error_code TEXT, duration_us INTEGER NOT NULL,
+    input_bytes INTEGER NOT NULL, output_bytes INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+CREATE INDEX audit_ts ON audit(ts_ms);";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_trail_is_continued_in_its_own_layout() {
+    let dir = tmpdir("legacy");
+    exec(&dir.join("audit.db"), LEGACY_SCHEMA);
+    let db = write_trail(&dir, 10, 1000).await;
+    write_trail(&dir, 5, 1000).await;
+    let pubkey = dir.join("audit-signing.pub");
+    assert_eq!(verify(&db, &pubkey).unwrap().records, 15);
+    // Hex hashes, each row holding its predecessor's.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (prev, before): (String, String) = conn
+        .query_row(
+            "SELECT a.prev_hash, b.hash FROM audit a JOIN audit b ON b.seq = a.seq - 1 WHERE a.seq = 12",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(prev, before);
+    assert_eq!(prev.len(), 64);
+    drop(conn);
+    // A deletion hidden by renumbering is named by the stored link.
+    exec(
+        &db,
+        "DELETE FROM audit WHERE seq = 6; UPDATE audit SET seq = seq - 1 WHERE seq > 6",
+    );
+    let err = verify(&db, &pubkey).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::Broken { seq: 6, why, .. } if why.contains("prev_hash")),
         "{err}"
     );
 }

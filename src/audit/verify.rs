@@ -23,9 +23,10 @@ pub enum VerifyError {
     /// The database could not be read.
     #[error("cannot read audit database: {0}")]
     Io(String),
-    /// A record's content no longer matches its hash (it was edited).
+    /// A record's content no longer matches its hash: it was edited, or (in a trail that does
+    /// not store each row's previous hash) a record before it was removed and the rest renumbered.
     #[error(
-        "record {seq} (request {request_id}) was modified: its hash does not match its content"
+        "record {seq} (request {request_id}) does not match its hash: it was modified, or a record before it was removed"
     )]
     Modified {
         /// Sequence number of the record.
@@ -97,7 +98,8 @@ pub fn verify(db: &Path, pubkey_file: &Path) -> Result<VerifyReport, VerifyError
             });
             return false;
         }
-        if row.prev_hash != hex::encode(head) {
+        // Older trails also store the previous hash in each row: a broken link is named as one.
+        if row.prev_hash.is_some_and(|p| p != hex::encode(head)) {
             failure = Some(VerifyError::Broken {
                 seq: row.seq,
                 request_id: rid,
@@ -109,7 +111,7 @@ pub fn verify(db: &Path, pubkey_file: &Path) -> Result<VerifyReport, VerifyError
         h.update(head);
         h.update(row.record.canonical());
         let computed: [u8; 32] = h.finalize().into();
-        if !row.decision_valid || hex::encode(computed) != row.hash {
+        if !row.decision_valid || row.hash != Some(computed) {
             failure = Some(VerifyError::Modified {
                 seq: row.seq,
                 request_id: rid,
@@ -121,7 +123,7 @@ pub fn verify(db: &Path, pubkey_file: &Path) -> Result<VerifyReport, VerifyError
             .as_ref()
             .is_some_and(|c| c.record_count == row.seq)
         {
-            hash_at_checkpoint = Some(row.hash.clone());
+            hash_at_checkpoint = Some(hex::encode(computed));
         }
         expected_seq += 1;
         true

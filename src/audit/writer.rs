@@ -8,7 +8,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::{hex_lower, AuditRecord};
+use super::record::AuditRecord;
 use super::sqlite::{self, Checkpoint};
 use crate::config::AuditConfig;
 
@@ -176,6 +176,7 @@ fn now_ms() -> i64 {
 
 struct Chain {
     conn: rusqlite::Connection,
+    format: sqlite::Format,
     key: SigningKey,
     seq: i64,
     head: [u8; 32],
@@ -192,19 +193,17 @@ impl Chain {
         let (mut seq, mut head) = (self.seq, self.head);
         let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached(sqlite::INSERT)?;
-            let mut prev = hex_lower(&head);
+            let mut stmt = tx.prepare_cached(sqlite::insert_sql(self.format))?;
             for r in batch {
                 self.canonical.clear();
                 r.write_canonical(&mut self.canonical);
                 let mut h = Sha256::new();
                 h.update(head);
                 h.update(&self.canonical);
+                let prev = head;
                 head = h.finalize().into();
                 seq += 1;
-                let hash = hex_lower(&head);
-                sqlite::insert(&mut stmt, seq, r, &prev, &hash)?;
-                prev = hash;
+                sqlite::insert(&mut stmt, self.format, seq, r, &prev, &head)?;
             }
         }
         tx.commit()?;
@@ -247,20 +246,15 @@ impl AuditWriter {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("audit directory {}: {e}", dir.display()))?;
         }
-        let conn = sqlite::open_db(&cfg.path)
+        let (conn, format) = sqlite::open_db(&cfg.path)
             .map_err(|e| format!("audit database {}: {e}", cfg.path.display()))?;
         let (seq, head) = match sqlite::head(&conn).map_err(|e| e.to_string())? {
-            Some((seq, hash)) => {
-                let head: [u8; 32] = hex::decode(&hash)
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or("audit head hash is corrupt")?;
-                (seq, head)
-            }
+            Some((seq, hash)) => (seq, hash.ok_or("audit head hash is corrupt")?),
             None => (0, [0u8; 32]),
         };
         let mut chain = Chain {
             conn,
+            format,
             key,
             seq,
             head,
