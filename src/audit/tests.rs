@@ -28,11 +28,27 @@ fn record(i: usize) -> AuditRecord {
     }
 }
 
-fn tmpdir(name: &str) -> PathBuf {
+/// A scratch directory, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("palisade-audit-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 async fn write_trail(dir: &Path, n: usize, checkpoint_every: u64) -> PathBuf {

@@ -291,5 +291,6 @@ mod tests {
                 .all(|k| k.get("d").is_none()),
             "no private parts"
         );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

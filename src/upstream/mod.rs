@@ -52,7 +52,31 @@ pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<B
 
 /// Builds the pooled client.
 pub fn client(connect_timeout: Duration) -> HttpClient {
-    let mut http = HttpConnector::new();
+    pooled(
+        HttpConnector::new(),
+        connect_timeout,
+        Duration::from_secs(90),
+    )
+}
+
+/// A pooled client over `http` (any resolver): `http` and `https` (rustls, WebPKI roots),
+/// HTTP/1.1 and HTTP/2, no Nagle delay. The upstream client and the gateway's own fetches
+/// (`Fetcher`, whose resolver checks every address) differ only in the connector's resolver.
+pub(crate) fn pooled<R>(
+    mut http: HttpConnector<R>,
+    connect_timeout: Duration,
+    idle: Duration,
+) -> Client<hyper_rustls::HttpsConnector<HttpConnector<R>>, Full<Bytes>>
+where
+    R: tower_service::Service<hyper_util::client::legacy::connect::dns::Name>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    R::Response: Iterator<Item = std::net::SocketAddr>,
+    R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    R::Future: Send,
+{
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
@@ -63,7 +87,7 @@ pub fn client(connect_timeout: Duration) -> HttpClient {
         .enable_http2()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(idle)
         .build(https)
 }
 

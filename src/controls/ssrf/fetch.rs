@@ -29,7 +29,6 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::{blocked, parse};
 use crate::config::SsrfConfig;
@@ -115,21 +114,11 @@ impl Fetcher {
     /// A client that checks every target against `policy` (see [`fetch_policy`]).
     pub fn new(policy: SsrfConfig, connect_timeout: Duration) -> Fetcher {
         let policy = Arc::new(policy);
-        let mut http = HttpConnector::new_with_resolver(Guarded {
+        let http = HttpConnector::new_with_resolver(Guarded {
             policy: policy.clone(),
         });
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
         Fetcher {
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(https),
+            client: crate::upstream::pooled(http, connect_timeout, Duration::from_secs(30)),
             policy,
         }
     }
