@@ -45,15 +45,10 @@ impl SessionId {
 
     /// The header form.
     pub fn to_header(self) -> HeaderValue {
-        // Sent on every response of the session: hex on the stack, one copy into the value.
-        let mut hex = [0u8; 32];
-        for (i, b) in self.0.iter().enumerate() {
-            const DIGITS: &[u8; 16] = b"0123456789abcdef";
-            hex[2 * i] = DIGITS[usize::from(b >> 4)];
-            hex[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-        }
+        // Sent on every response of the session: the audit's hex writer keeps it off the heap.
         // 32 hex characters are always a valid header value.
-        HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("invalid"))
+        HeaderValue::from_str(&crate::audit::hex_lower(&self.0))
+            .unwrap_or(HeaderValue::from_static("invalid"))
     }
 }
 
