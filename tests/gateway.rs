@@ -586,9 +586,30 @@ async fn default_serve_mounts_the_demo_and_sessions_stay_capped() {
     let sid = post(&url, &[], INIT).await.session().unwrap();
     let r = post(&url, &[("mcp-session-id", &sid)], r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_quote","arguments":{"symbol":"BTC/USD"}}}"#).await;
     assert_eq!(r.json()["result"]["structuredContent"]["symbol"], "BTC/USD");
+    // Two refusals: a broken body (no method known) and a call without its session.
+    let bad = post(&url, &[("mcp-session-id", &sid)], "{").await;
+    assert_eq!(bad.status, 400);
+    let bad = post(
+        &url,
+        &[],
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+    )
+    .await;
+    assert_eq!(bad.status, 400);
     let m = send(Method::GET, &format!("http://{addr}/metrics"), &[], "").await;
     let text = String::from_utf8_lossy(&m.body);
-    assert!(text.contains("palisade_requests_total{upstream=\"demo\",method=\"tools/call\",decision=\"allow\",status=\"200\"} 1"), "{text}");
+    // Each (method, decision, status) has its own series, counted once per request.
+    for series in [
+        r#"{upstream="demo",method="initialize",decision="allow",status="200"} 1"#,
+        r#"{upstream="demo",method="tools/call",decision="allow",status="200"} 1"#,
+        r#"{upstream="demo",method="other",decision="deny",status="400"} 1"#,
+        r#"{upstream="demo",method="tools/list",decision="deny",status="400"} 1"#,
+    ] {
+        assert!(
+            text.contains(&format!("palisade_requests_total{series}")),
+            "{series}\n{text}"
+        );
+    }
     assert!(text.contains("palisade_audit_queue_depth"));
     assert!(dir.join("palisade-data/audit.db").exists());
 }

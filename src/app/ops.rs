@@ -3,7 +3,6 @@
 //! `/healthz`: the process is up. `/readyz`: each upstream's state (HTTP ones must answer). `/metrics`: Prometheus
 //! text. They pass the same Host/Origin check as MCP traffic but are not audited.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -40,7 +39,9 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 struct UpstreamMetrics {
     upstream: Option<Text>,
     duration: Histogram,
-    requests: HashMap<(&'static str, Decision, u16), Counter>,
+    /// Request counters by (method label, decision), then by status: a slot per label pair and
+    /// a short list of the statuses seen, searched in order (a few entries; no hashing).
+    requests: Vec<Vec<(u16, Counter)>>,
 }
 
 /// Handles are registered once per label set and reused, so a request neither builds label
@@ -51,12 +52,12 @@ static HANDLES: OnceLock<Mutex<Vec<UpstreamMetrics>>> = OnceLock::new();
 
 /// Records request metrics from a finished audit record.
 pub(crate) fn observe(r: &AuditRecord, elapsed: Duration) {
-    let method = r
+    let label = r
         .rpc_method
         .as_deref()
-        .and_then(|m| METHOD_LABELS.iter().find(|k| **k == m))
-        .copied()
-        .unwrap_or("other");
+        .and_then(|m| METHOD_LABELS.iter().position(|k| *k == m))
+        .unwrap_or(METHOD_LABELS.len());
+    let method = METHOD_LABELS.get(label).copied().unwrap_or("other");
     let mut all = HANDLES
         .get_or_init(Mutex::default)
         .lock()
@@ -68,22 +69,25 @@ pub(crate) fn observe(r: &AuditRecord, elapsed: Duration) {
             all.push(UpstreamMetrics {
                 upstream: r.upstream.clone(),
                 duration: metrics::histogram!("palisade_request_duration_seconds", "upstream" => label),
-                requests: HashMap::new(),
+                requests: vec![Vec::new(); (METHOD_LABELS.len() + 1) * 2],
             });
             all.len() - 1
         }
     };
     let u = &mut all[i];
-    u.requests
-        .entry((method, r.decision, r.status))
-        .or_insert_with(|| {
-            metrics::counter!("palisade_requests_total",
+    let slot = &mut u.requests[label * 2 + usize::from(r.decision == Decision::Deny)];
+    match slot.iter().find(|(status, _)| *status == r.status) {
+        Some((_, c)) => c.increment(1),
+        None => {
+            let c = metrics::counter!("palisade_requests_total",
                 "upstream" => r.upstream.as_deref().unwrap_or_default().to_owned(),
                 "method" => method,
                 "decision" => r.decision.as_str(),
-                "status" => r.status.to_string())
-        })
-        .increment(1);
+                "status" => r.status.to_string());
+            c.increment(1);
+            slot.push((r.status, c));
+        }
+    }
     u.duration.record(elapsed.as_secs_f64());
 }
 

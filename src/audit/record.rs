@@ -132,21 +132,30 @@ impl AuditRecord {
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
         let mut j = CanonicalJson(out);
         j.int("{\"ts_ms\":", self.ts_ms);
-        j.str(",\"request_id\":", Some(&self.request_id));
-        j.str(",\"principal\":", Some(&self.principal));
-        j.str(",\"auth_method\":", Some(&self.auth_method));
-        j.str(",\"client_ip\":", Some(&self.client_ip));
-        j.str(",\"transport\":", Some(&self.transport));
-        j.str(",\"upstream\":", self.upstream.as_deref());
-        j.str(",\"http_method\":", Some(&self.http_method));
-        j.str(",\"rpc_method\":", self.rpc_method.as_deref());
-        j.str(",\"tool\":", self.tool.as_deref());
-        j.str(",\"input_hash\":", self.input_hash.as_deref());
-        j.str(",\"decision\":", Some(self.decision.as_str()));
-        j.str(",\"control\":", Some(&self.control));
-        j.str(",\"reason\":", Some(&self.reason));
+        j.str(",\"request_id\":", Some(self.request_id.bytes()));
+        j.str(",\"principal\":", Some(self.principal.bytes()));
+        j.str(",\"auth_method\":", Some(self.auth_method.bytes()));
+        j.str(",\"client_ip\":", Some(self.client_ip.bytes()));
+        j.str(",\"transport\":", Some(self.transport.bytes()));
+        j.str(",\"upstream\":", self.upstream.as_ref().map(Text::bytes));
+        j.str(",\"http_method\":", Some(self.http_method.bytes()));
+        j.str(
+            ",\"rpc_method\":",
+            self.rpc_method.as_ref().map(Text::bytes),
+        );
+        j.str(",\"tool\":", self.tool.as_ref().map(Text::bytes));
+        j.str(
+            ",\"input_hash\":",
+            self.input_hash.as_ref().map(Text::bytes),
+        );
+        j.str(",\"decision\":", Some(self.decision.as_str().as_bytes()));
+        j.str(",\"control\":", Some(self.control.bytes()));
+        j.str(",\"reason\":", Some(self.reason.bytes()));
         j.int(",\"status\":", i64::from(self.status));
-        j.str(",\"error_code\":", self.error_code.as_deref());
+        j.str(
+            ",\"error_code\":",
+            self.error_code.as_ref().map(Text::bytes),
+        );
         j.int(",\"duration_us\":", self.duration_us);
         j.int(",\"input_bytes\":", self.input_bytes);
         j.int(",\"output_bytes\":", self.output_bytes);
@@ -180,7 +189,7 @@ impl CanonicalJson<'_> {
 
     /// `key` (with its separator) then a string, or `null`. Escapes what serde_json escapes:
     /// `"`, `\\` and control characters (short forms where JSON has them, else `\u00xx`).
-    fn str(&mut self, key: &str, v: Option<&str>) {
+    fn str(&mut self, key: &str, v: Option<&[u8]>) {
         self.0.extend_from_slice(key.as_bytes());
         let Some(v) = v else {
             self.0.extend_from_slice(b"null");
@@ -188,7 +197,7 @@ impl CanonicalJson<'_> {
         };
         let out = &mut *self.0;
         out.push(b'"');
-        let bytes = v.as_bytes();
+        let bytes = v;
         // Nearly every value needs no escape; this check has no early exit, so it vectorises.
         let plain = bytes
             .iter()

@@ -46,6 +46,16 @@ impl Text {
         }
     }
 
+    /// The value's UTF-8 bytes, without re-checking them (what the SQLite binding and the
+    /// canonical form need, once per field per request).
+    pub fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Static(s) => s.as_bytes(),
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(s) => s.as_bytes(),
+        }
+    }
+
     /// The value.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -134,7 +144,7 @@ impl<'de> Deserialize<'de> for Text {
 
 impl ToSql for Text {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.as_bytes())))
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.bytes())))
     }
 }
 
@@ -150,6 +160,7 @@ mod tests {
             let forms = [Text::copy(s), Text::from(s.to_owned())];
             for t in forms {
                 assert_eq!(t.as_str(), s);
+                assert_eq!(t.bytes(), s.as_bytes());
                 assert_eq!(t, *s);
                 assert_eq!(
                     serde_json::to_string(&t).unwrap(),

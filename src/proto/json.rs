@@ -64,9 +64,10 @@ pub fn scan_noting(
     max_depth: usize,
     mut on_member: impl FnMut(&str, Range<usize>) -> Result<(), JsonError>,
 ) -> Result<Option<usize>, JsonError> {
-    std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
+    let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
     let mut s = Scanner {
         b: bytes,
+        text,
         i: 0,
         max_depth,
         keys: Vec::new(),
@@ -89,9 +90,10 @@ pub fn scan_noting(
 
 /// Validates any JSON value (used on already-extracted spans, e.g. to check a value's grammar).
 pub fn validate_value(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
-    std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
+    let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
     let mut s = Scanner {
         b: bytes,
+        text,
         i: 0,
         max_depth,
         keys: Vec::new(),
@@ -230,7 +232,12 @@ pub fn unescape(lit: &[u8]) -> Cow<'_, str> {
     if !inner.contains(&b'\\') {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(inner.len());
+    Cow::Owned(unescape_str(text))
+}
+
+/// The value of a string literal's inside (`text`, without its quotes, already validated).
+fn unescape_str(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {
@@ -261,7 +268,7 @@ pub fn unescape(lit: &[u8]) -> Cow<'_, str> {
             _ => out.push('\u{FFFD}'),
         }
     }
-    Cow::Owned(out)
+    out
 }
 
 fn hex4(chars: &mut std::str::Chars<'_>) -> u32 {
@@ -272,6 +279,8 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> u32 {
 
 struct Scanner<'a> {
     b: &'a [u8],
+    /// The same bytes, already checked as UTF-8: keys are sliced from it, not re-checked.
+    text: &'a str,
     i: usize,
     max_depth: usize,
     /// Keys of every object currently open, innermost last; reused across objects.
@@ -431,8 +440,8 @@ impl<'a> Scanner<'a> {
     fn skip_plain(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGH: u64 = 0x8080_8080_8080_8080;
-        // Non-zero exactly when some byte of `v` is zero / is below 0x20 (no false negatives;
-        // a false positive only sends that word to the byte-wise loop).
+        // Non-zero exactly when some byte of `v` is zero / is below 0x20. A false positive
+        // (from a borrow) only ever appears above a true one.
         let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
             let mut word = [0u8; 8];
@@ -442,7 +451,10 @@ impl<'a> Scanner<'a> {
                 | has_zero(v ^ (ONES * u64::from(b'\\')))
                 | (v.wrapping_sub(ONES * 0x20) & !v & HIGH);
             if special != 0 {
-                break;
+                // The lowest flagged byte is exact (a false positive only ever sits above a
+                // true one), so this lands on the first byte that needs attention.
+                self.i += (special.trailing_zeros() / 8) as usize;
+                return;
             }
             self.i += 8;
         }
@@ -506,13 +518,12 @@ impl<'a> Scanner<'a> {
             self.ws();
             let at = self.i;
             let (span, escaped) = self.string()?;
+            // The quotes are ASCII, so the span's ends are character boundaries.
+            let inner = self.text.get(span.start + 1..span.end - 1).unwrap_or("");
             let key: Cow<'a, str> = if escaped {
-                Cow::Owned(unescape(&self.b[span.clone()]).into_owned())
+                Cow::Owned(unescape_str(inner))
             } else {
-                // The document was checked as UTF-8 up front.
-                Cow::Borrowed(
-                    std::str::from_utf8(&self.b[span.start + 1..span.end - 1]).unwrap_or(""),
-                )
+                Cow::Borrowed(inner)
             };
             self.check_key(base, &key, &mut folded, at)?;
             if self.prototype_key.is_none()
