@@ -15,7 +15,9 @@
 //! Environment knobs: `BENCH_SECS` (measured seconds per cell, default 5), `BENCH_RUNS`
 //! (default 3; medians are reported), `BENCH_ONLY` (comma-separated name prefixes of the
 //! targets to run, e.g. `palisade,hmac`), `BENCH_CONCURRENCY` (default `1,32`),
-//! `BENCH_AUTH_RATE` (calls/s of the authentication table, default 4000; 0 skips it), `BENCH_PALISADE_BIN`
+//! `BENCH_AUTH_RATE` (calls/s of the authentication table, default 4000; 0 skips it),
+//! `BENCH_EQUAL_RATE` (the rate of the equal-rate tables as a fraction of Palisade's closed-loop
+//! throughput, default 0.7; 0 skips them), `BENCH_PALISADE_BIN`
 //! (another gateway binary, for A/B comparisons). For profiling, `gateway --load URL
 //! CONCURRENCY SECS [PID]` drives one running target alone (e.g. while `perf record -p PID`
 //! watches it) and prints the same figures.
@@ -580,6 +582,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000.0);
+    // The fixed rate of the equal-rate tables, as a fraction of Palisade's closed-loop
+    // throughput in the same run (0 skips them).
+    let equal_rate: f64 = std::env::var("BENCH_EQUAL_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.7);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -614,6 +622,22 @@ fn main() {
             "throughput palisade/direct: {:.2}",
             t.get("palisade", &|c| Some(c.rps)) / t.get("direct", &|c| Some(c.rps))
         );
+        // The closed loop runs each proxy as fast as it goes, and a faster process batches
+        // more work per wake-up, so its CPU per call drops: the closed-loop ratio compounds
+        // the difference in work per call with a difference in regime. The same targets at
+        // one fixed rate that every proxy sustains compare the work alone.
+        let rate = equal_rate * t.get("palisade", &|c| Some(c.rps));
+        if rate > 0.0 {
+            let proxies: Vec<Target> = targets.iter().filter(|t| t.4.is_some()).cloned().collect();
+            println!(
+                "\nconcurrency {c}, open loop at {rate:.0} calls/s (every proxy the same rate)"
+            );
+            let e = table(&rt, &proxies, c, Some(rate), runs, secs);
+            println!(
+                "palisade/bare CPU per call at an equal rate: {:.2}x",
+                e.cpu("palisade") / e.cpu("bare forwarder")
+            );
+        }
     }
     if !auth_targets.is_empty() && auth_rate > 0.0 {
         // At a fixed rate, so that every route runs in the same regime: closed-loop CPU per
