@@ -9,6 +9,7 @@ mod lists;
 mod ops;
 pub use ops::LATENCY_BUCKETS;
 pub mod pipeline;
+mod respond;
 pub mod server;
 mod trace;
 mod wellknown;

@@ -9,6 +9,7 @@
 //! Every message reaches the hub only after the whole pipeline (Host/Origin, authentication,
 //! envelope, session) accepted it: the hub is the pipeline's last step, not a way around it.
 
+mod calls;
 pub mod conn;
 mod dispatch;
 pub mod era;
