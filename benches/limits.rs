@@ -150,7 +150,7 @@ fn main() {
             principal: Some(&principals[i]),
             method: Some("tools/call"),
             upstream: Some("demo"),
-            tool: Some(if i % 7 == 0 {
+            tool: Some(if i.is_multiple_of(7) {
                 "place_order"
             } else {
                 "get_quote"

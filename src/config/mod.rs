@@ -16,6 +16,7 @@ mod raw;
 mod ssrf;
 mod tls;
 mod traffic;
+mod upstream;
 mod validated;
 
 pub use abuse::{AbuseConfig, AdminConfig};
@@ -44,9 +45,10 @@ pub use traffic::{
 };
 
 pub use raw::RawConfig;
+pub use upstream::{UpstreamConfig, UpstreamOAuth, UpstreamTarget};
 pub use validated::{
     AuditConfig, Config, IdempotencyConfig, LimitsConfig, ListenerConfig, LogFormat, OriginConfig,
-    SessionConfig, UpstreamConfig, UpstreamOAuth, UpstreamTarget,
+    SessionConfig,
 };
 
 use std::fmt;

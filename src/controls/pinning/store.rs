@@ -1,5 +1,10 @@
 //! The pin file and the file of definitions waiting for approval: JSON, written whole to a
 //! temporary file and renamed over the old one, so a reader never sees half a file.
+//!
+//! Two processes write them: the gateway (pins first seen, definitions withheld) and
+//! `palisade tools approve`. Every read-modify-write holds an exclusive advisory lock on a
+//! `.lock` file beside its file for its whole length, so neither can write back a copy it read
+//! before the other's write (which lost an operator's approval under load).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -115,6 +120,27 @@ pub fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<File<T>, String
     Ok(file)
 }
 
+/// Takes the exclusive advisory lock of `path` (on `<path>.lock`, created if needed), released
+/// when the returned file is dropped. Blocks while another writer, in this process or another,
+/// holds it.
+fn lock(path: &Path) -> Result<std::fs::File, String> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let name = std::path::PathBuf::from(name);
+    let fail = |e: std::io::Error| format!("cannot lock {}: {e}", name.display());
+    if let Some(dir) = name.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(fail)?;
+    f.lock().map_err(fail)?;
+    Ok(f)
+}
+
 /// Writes a file atomically (temporary file in the same directory, then rename).
 pub fn save<T: Serialize>(path: &Path, file: &File<T>) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
@@ -140,6 +166,7 @@ pub fn merge<T: Serialize + for<'de> Deserialize<'de>>(
     entries: Vec<(String, String, T)>,
     keep_existing: bool,
 ) -> Result<(), String> {
+    let _lock = lock(path)?;
     let mut file = load::<T>(path)?;
     for (up, tool, entry) in entries {
         if keep_existing && file.get(&up, &tool).is_some() {
@@ -158,6 +185,10 @@ pub fn approve(
     select: &dyn Fn(&str, &str) -> bool,
     now: u64,
 ) -> Result<Vec<(String, String, String)>, String> {
+    // Always the pin file's lock first: the gateway never holds one while waiting for the
+    // other, so the two cannot wait on each other.
+    let _pins_lock = lock(pins_path)?;
+    let _pending_lock = lock(pending_path)?;
     let mut pins = load::<Pin>(pins_path)?;
     let mut pending = load::<Pending>(pending_path)?;
     let chosen: Vec<(String, String)> = pending

@@ -270,3 +270,68 @@ async fn unreadable_pins_refuse_to_start_and_off_sees_nothing() {
     assert!(off.verdicts(0, &changed, None).is_none());
     assert_eq!(off.verdict(0, None, &changed[0]), Verdict::Pass);
 }
+
+#[test]
+fn an_approval_survives_the_gateways_concurrent_writes() {
+    // The gateway pins tools it sees first while an operator approves others, each a separate
+    // process reading, merging and renaming the whole file: without the lock, one writes back
+    // a copy read before the other's write, and an approval (or a pin) is lost.
+    let dir = tmp("race");
+    let c = cfg(&dir, PinMode::Tofu, Suspicious::Flag);
+    const N: usize = 150;
+    let pins_path = c.file.clone();
+    let gateway = std::thread::spawn(move || {
+        for i in 0..N {
+            let pin = Pin {
+                sha256: "00".repeat(32),
+                definition: None,
+                instructions: None,
+                at: 1,
+                by: "tofu".into(),
+            };
+            store::merge(
+                &pins_path,
+                vec![("up".into(), format!("seen{i}"), pin)],
+                true,
+            )
+            .unwrap();
+        }
+    });
+    let (pins_path, pending_path) = (c.file.clone(), c.pending_file());
+    let operator = std::thread::spawn(move || {
+        for i in 0..N {
+            let name = format!("new{i}");
+            let waiting = Pending {
+                sha256: "11".repeat(32),
+                definition: json!({"name": name}),
+                instructions: None,
+                seen_at: 1,
+                reasons: vec!["unapproved".into()],
+            };
+            store::merge(
+                &pending_path,
+                vec![("up".into(), name.clone(), waiting)],
+                false,
+            )
+            .unwrap();
+            let done =
+                store::approve(&pins_path, &pending_path, &|_, t: &str| t == name, 2).unwrap();
+            assert_eq!(done.len(), 1, "{name}");
+        }
+    });
+    gateway.join().unwrap();
+    operator.join().unwrap();
+    let on_disk = store::load::<Pin>(&c.file).unwrap();
+    for i in 0..N {
+        let seen = on_disk.get("up", &format!("seen{i}"));
+        assert_eq!(seen.map(|p| p.by.as_str()), Some("tofu"), "seen{i}");
+        let approved = on_disk.get("up", &format!("new{i}"));
+        assert_eq!(approved.map(|p| p.by.as_str()), Some("operator"), "new{i}");
+    }
+    assert!(store::load::<Pending>(&c.pending_file())
+        .unwrap()
+        .upstreams
+        .values()
+        .all(|t| t.is_empty()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
