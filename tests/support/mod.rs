@@ -156,6 +156,18 @@ impl Gateway {
     }
 }
 
+impl Drop for Gateway {
+    /// A passing test leaves nothing behind in the temporary directory; a failing one keeps its
+    /// data dir (config, audit trail, pin files) for the post-mortem.
+    fn drop(&mut self) {
+        let _ = self.proc.0.kill();
+        let _ = self.proc.0.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// (rpc_method, decision, control, reason, status, error_code) of one audit record.
 pub type AuditRow = (Option<String>, String, String, String, u16, Option<String>);
 
