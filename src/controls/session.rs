@@ -47,7 +47,7 @@ impl SessionId {
     pub fn to_header(self) -> HeaderValue {
         // Sent on every response of the session: the audit's hex writer keeps it off the heap.
         // 32 hex characters are always a valid header value.
-        HeaderValue::from_str(&crate::audit::hex_lower(&self.0))
+        HeaderValue::from_bytes(crate::audit::hex_lower(&self.0).bytes())
             .unwrap_or(HeaderValue::from_static("invalid"))
     }
 }

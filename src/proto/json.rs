@@ -66,7 +66,6 @@ pub fn scan_noting(
 ) -> Result<Option<usize>, JsonError> {
     let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
     let mut s = Scanner {
-        b: bytes,
         text,
         i: 0,
         max_depth,
@@ -92,7 +91,6 @@ pub fn scan_noting(
 pub fn validate_value(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
     let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
     let mut s = Scanner {
-        b: bytes,
         text,
         i: 0,
         max_depth,
@@ -278,8 +276,7 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> u32 {
 }
 
 struct Scanner<'a> {
-    b: &'a [u8],
-    /// The same bytes, already checked as UTF-8: keys are sliced from it, not re-checked.
+    /// The document, already checked as UTF-8: keys are sliced from it, not re-checked.
     text: &'a str,
     i: usize,
     max_depth: usize,
@@ -292,8 +289,13 @@ struct Scanner<'a> {
 type MemberFn<'f> = &'f mut dyn FnMut(&str, Range<usize>) -> Result<(), JsonError>;
 
 impl<'a> Scanner<'a> {
+    /// The document's bytes.
+    fn b(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
+        self.b().get(self.i).copied()
     }
 
     fn ws(&mut self) {
@@ -325,7 +327,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn literal(&mut self, word: &[u8]) -> Result<(), JsonError> {
-        if self.b[self.i..].starts_with(word) {
+        if self.b()[self.i..].starts_with(word) {
             self.i += word.len();
             Ok(())
         } else {
@@ -381,7 +383,7 @@ impl<'a> Scanner<'a> {
     /// would not be what the upstream executes. Only numbers with an exponent or more than 300
     /// integer digits can overflow, so the common case costs nothing.
     fn finite(&self, start: usize) -> Result<(), JsonError> {
-        let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| JsonError::Utf8)?;
+        let text = std::str::from_utf8(&self.b()[start..self.i]).map_err(|_| JsonError::Utf8)?;
         match text.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(()),
             _ => Err(JsonError::Syntax(start)),
@@ -413,7 +415,7 @@ impl<'a> Scanner<'a> {
                             let cp = self.hex4()?;
                             if (0xD800..0xDC00).contains(&cp) {
                                 // A high surrogate must be followed by an escaped low surrogate.
-                                if !self.b[self.i..].starts_with(b"\\u") {
+                                if !self.b()[self.i..].starts_with(b"\\u") {
                                     return Err(JsonError::Syntax(self.i));
                                 }
                                 self.i += 2;
@@ -443,7 +445,7 @@ impl<'a> Scanner<'a> {
         // Non-zero exactly when some byte of `v` is zero / is below 0x20. A false positive
         // (from a borrow) only ever appears above a true one.
         let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+        while let Some(chunk) = self.b().get(self.i..self.i + 8) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
             let v = u64::from_le_bytes(word);
