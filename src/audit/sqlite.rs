@@ -89,40 +89,51 @@ pub(super) fn insert_sql(format: Format) -> &'static str {
 }
 
 /// Appends one chained record with the statement of [`insert_sql`].
+///
+/// `last` is the record this statement inserted just before (same batch), or `None` when its
+/// bindings start empty. A parameter keeps its binding across executions (SQLite resets a
+/// statement without clearing them), so a field equal to `last`'s is not bound again: most
+/// consecutive records share principal, route, method, tool and outcome, and each text binding
+/// is a copy inside SQLite (`rusqlite` binds as `SQLITE_TRANSIENT`).
 pub(super) fn insert(
     stmt: &mut rusqlite::Statement<'_>,
     format: Format,
     seq: i64,
     r: &AuditRecord,
+    last: Option<&AuditRecord>,
     prev: &[u8; 32],
     hash: &[u8; 32],
 ) -> rusqlite::Result<()> {
-    let i = 21;
-    let p: [&dyn rusqlite::ToSql; 20] = [
-        &seq,
-        &r.ts_ms,
-        &r.request_id,
-        &r.principal,
-        &r.auth_method,
-        &r.client_ip,
-        &r.transport,
-        &r.upstream,
-        &r.http_method,
-        &r.rpc_method,
-        &r.tool,
-        &r.input_hash,
-        &r.decision.as_str(),
-        &r.control,
-        &r.reason,
-        &r.status,
-        &r.error_code,
-        &r.duration_us,
-        &r.input_bytes,
-        &r.output_bytes,
-    ];
-    for (n, v) in p.into_iter().enumerate() {
-        stmt.raw_bind_parameter(n + 1, v)?;
+    stmt.raw_bind_parameter(1, seq)?;
+    macro_rules! field {
+        ($n:expr, $f:ident) => {
+            if last.is_none_or(|l| l.$f != r.$f) {
+                stmt.raw_bind_parameter($n, &r.$f)?;
+            }
+        };
     }
+    field!(2, ts_ms);
+    field!(3, request_id);
+    field!(4, principal);
+    field!(5, auth_method);
+    field!(6, client_ip);
+    field!(7, transport);
+    field!(8, upstream);
+    field!(9, http_method);
+    field!(10, rpc_method);
+    field!(11, tool);
+    field!(12, input_hash);
+    if last.is_none_or(|l| l.decision != r.decision) {
+        stmt.raw_bind_parameter(13, r.decision.as_str())?;
+    }
+    field!(14, control);
+    field!(15, reason);
+    field!(16, status);
+    field!(17, error_code);
+    field!(18, duration_us);
+    field!(19, input_bytes);
+    field!(20, output_bytes);
+    let i = 21;
     match format {
         Format::Blob => stmt.raw_bind_parameter(i, &hash[..])?,
         Format::HexWithPrev => {

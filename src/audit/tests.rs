@@ -206,6 +206,62 @@ async fn an_older_trail_is_continued_in_its_own_layout() {
     );
 }
 
+/// The writer binds only the fields that differ from the record the statement inserted just
+/// before; every stored row must still be exactly its own record, whichever fields change from
+/// one record to the next (values, `NULL` and back, decisions, numbers).
+#[tokio::test(flavor = "multi_thread")]
+async fn each_row_holds_its_own_record_when_neighbours_share_fields() {
+    let dir = tmpdir("neighbours");
+    let records: Vec<AuditRecord> = (0..60)
+        .map(|i| AuditRecord {
+            principal: if i % 4 < 2 { "alice" } else { "bob" }.into(),
+            upstream: (i % 3 != 0).then(|| "demo".into()),
+            tool: (i % 5 != 4).then(|| "echo".into()),
+            input_hash: (i % 7 != 0).then(|| "cd".repeat(32).into()),
+            decision: if i % 6 == 5 {
+                Decision::Deny
+            } else {
+                Decision::Allow
+            },
+            status: if i % 6 == 5 { 403 } else { 200 },
+            error_code: (i % 6 == 5).then(|| "FORBIDDEN".into()),
+            duration_us: (i / 2) as i64,
+            ..record(i)
+        })
+        .collect();
+    let cfg = AuditConfig {
+        path: dir.join("audit.db"),
+        queue: 64,
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(3600),
+    };
+    let (handle, writer) = AuditWriter::start(
+        &cfg,
+        load_or_create_key(&dir).unwrap(),
+        Duration::from_secs(5),
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    for r in &records {
+        handle.reserve().await.unwrap().write(r.clone());
+    }
+    writer.shutdown().await;
+    assert_eq!(
+        verify(&cfg.path, &dir.join("audit-signing.pub"))
+            .unwrap()
+            .records,
+        60
+    );
+    let conn = rusqlite::Connection::open(&cfg.path).unwrap();
+    let mut stored = Vec::new();
+    super::sqlite::for_each_row(&conn, |row| {
+        stored.push(row.record);
+        true
+    })
+    .unwrap();
+    assert_eq!(stored, records);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cut_tail_is_caught_by_the_checkpoint() {
     let dir = tmpdir("tail");

@@ -100,7 +100,8 @@ impl From<String> for Text {
 
 impl PartialEq for Text {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        // Equal strings are equal bytes: no UTF-8 check of either side.
+        self.bytes() == other.bytes()
     }
 }
 

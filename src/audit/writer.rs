@@ -194,6 +194,8 @@ impl Chain {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(sqlite::insert_sql(self.format))?;
+            // A statement taken from the cache starts with no bindings.
+            let mut last = None;
             for r in batch {
                 self.canonical.clear();
                 r.write_canonical(&mut self.canonical);
@@ -203,7 +205,8 @@ impl Chain {
                 let prev = head;
                 head = h.finalize().into();
                 seq += 1;
-                sqlite::insert(&mut stmt, self.format, seq, r, &prev, &head)?;
+                sqlite::insert(&mut stmt, self.format, seq, r, last, &prev, &head)?;
+                last = Some(r);
             }
         }
         tx.commit()?;
