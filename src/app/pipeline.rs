@@ -540,7 +540,7 @@ async fn mcp(
             // 11. Route. The hub (`/mcp`, stdio upstreams) terminates MCP: it answers or routes
             //     the message to the upstream that owns it, under the upstream's credentials.
             let outcome = if let Some(view) = gw.hub.view(route) {
-                super::hubroute::post(
+                Box::pin(super::hubroute::post(
                     gw,
                     view,
                     &env,
@@ -550,7 +550,7 @@ async fn mcp(
                     request_id,
                     modern,
                     &parts.headers,
-                )
+                ))
                 .await?
             } else {
                 // Otherwise the original bytes go to the route's upstream, with the upstream's
@@ -569,7 +569,9 @@ async fn mcp(
                 //     theirs; lists show only what the caller may see.
                 let out = post_response(gw, resp, &env, session, &principal, route, check).await?;
                 match env.method().and_then(lists::member_of) {
-                    Some(member) => lists::filter(gw, out, member, &access, route).await?,
+                    Some(member) => {
+                        Box::pin(lists::filter(gw, out, member, &access, route)).await?
+                    }
                     None => out,
                 }
             };

@@ -314,6 +314,13 @@ impl Conn {
         if !self.offers(kind.capability()) {
             return Ok(Arc::new(Vec::new()));
         }
+        // Boxed: fetching is rare (the list is cached), and inline its state would make every
+        // caller's future kilobytes larger, copied on every call.
+        Box::pin(self.fetch(kind, now)).await
+    }
+
+    /// Asks the upstream for its whole list of `kind` and caches it (fetched at `now`).
+    async fn fetch(&self, kind: ListKind, now: Instant) -> Result<Arc<Vec<Value>>, HubError> {
         let mut items = Vec::new();
         let mut ttl = None;
         let mut cursor: Option<String> = None;

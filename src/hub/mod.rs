@@ -382,8 +382,10 @@ impl Hub {
     async fn conn_for(&self, u: usize, owner: Owner, caps: &[u8]) -> Result<Arc<Conn>, HubError> {
         let up = &self.ups[u];
         let key = (u, owner.clone());
+        // Boxed: connecting is rare (once per upstream session), and inline its state would
+        // make every caller's future kilobytes larger, copied on every call.
         self.pool
-            .get(key, up.timeout, || self.connect(u, owner, caps))
+            .get(key, up.timeout, || Box::pin(self.connect(u, owner, caps)))
             .await
     }
 

@@ -322,6 +322,13 @@ impl Verifier {
         if self.cfg.jwks_url.is_none() && self.cfg.oidc_issuer.is_none() {
             return Err(JwtError::UnknownKid);
         }
+        // Boxed: fetching is rare, and inline its state would make every verification's
+        // future (and its callers') a kilobyte larger, copied on every request.
+        Box::pin(self.refresh_for(kid)).await
+    }
+
+    /// Fetches the key set again for an unknown `kid` (at most once per `jwks_refresh_min`).
+    async fn refresh_for(&self, kid: Option<&str>) -> Result<JwtKey, JwtError> {
         {
             let mut last = self.fetched.lock().await;
             // Another request may have fetched while we waited.
