@@ -103,7 +103,7 @@ async fn main() {
         "[[authz.policy]]\nfile = \"{root}/examples/policies/tool_access.rego\"\nactions = [\"execute\"]\n"
     );
     let tools = Arc::new(demo_tools().await);
-    let def = find_tool(&tools, "place_order").unwrap().clone();
+    let def = find_tool(&tools, "place_order").unwrap();
     let args = br#"{"symbol":"EURUSD","side":"buy","quantity":1.5,"price":1.0825}"#;
 
     println!("per tools/call place_order on the demo's definitions, {calls} calls x {runs} runs (median):");
@@ -148,8 +148,8 @@ async fn main() {
                 .unwrap();
             let v = pins.verdicts(0, &tools, None).unwrap();
             assert!(v.get("place_order").is_some());
-            access.check_call(0, "place_order", &def).unwrap();
-            schemas.check(0, &def, Some(args)).unwrap();
+            access.check_call(0, "place_order", def).unwrap();
+            schemas.check(0, &tools, def, Some(args)).unwrap();
             rules.check(0, "place_order", Some(args), now).unwrap();
         };
         // Warm-up: schemas compiled, pins judged, policy engines pooled.

@@ -72,7 +72,7 @@ impl Hub {
         // The policies see the tool's definition (its annotations) before anything else.
         access.check_call(u, name, tool)?;
         let raw = env.params().and_then(|p| wire::member(p, "arguments"));
-        let args = self.schemas.check(u, tool, raw)?;
+        let args = self.schemas.check(u, tools, tool, raw)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -81,7 +81,7 @@ impl Hub {
         self.guard_urls(tool, &args, meta.map_or(&[][..], |m| &m.url_args))
             .await?;
         let guards = Guards {
-            output: self.output_check(u, name, tool, access, request_id)?,
+            output: self.output_check(u, tools, name, tool, access, request_id)?,
             timeout: meta.and_then(|m| m.timeout),
         };
         Ok(Prepared { tool, args, guards })
@@ -148,12 +148,13 @@ impl Hub {
     fn output_check(
         &self,
         u: usize,
+        tools: &Arc<Vec<Value>>,
         name: &str,
         tool: &Value,
         access: &Access<'_>,
         request_id: &str,
     ) -> Result<Option<Check>, HubError> {
-        let schema = self.schemas.output(u, tool)?;
+        let schema = self.schemas.output(u, tools, tool)?;
         let allowed = access
             .authz
             .tool_meta(u, name)

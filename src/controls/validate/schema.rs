@@ -9,6 +9,10 @@ use serde_json::Value;
 use super::ValidateError;
 
 struct Compiled {
+    /// The tool list the definition was last seen in, and the schema's address inside it.
+    /// While this holds the list, nothing else can live at that address and the list cannot
+    /// change, so a call judged against the same list is recognised without comparing schemas.
+    seen: (Arc<Vec<Value>>, usize),
     /// The schema it was compiled from: a changed definition (after `list_changed`) compiles
     /// again.
     source: Value,
@@ -35,16 +39,17 @@ impl Schemas {
     }
 
     /// Validates a call's raw `arguments` (absent: `{}`) against `tool`'s `inputSchema`, and
-    /// returns them parsed.
+    /// returns them parsed. `tool` is an entry of `list`, the upstream's tool list.
     pub fn check(
         &self,
         u: usize,
+        list: &Arc<Vec<Value>>,
         tool: &Value,
         arguments: Option<&[u8]>,
     ) -> Result<Value, ValidateError> {
         let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
         let schema = tool.get("inputSchema").unwrap_or(&Value::Null);
-        let validator = self.compiled(u, name, name, schema)?;
+        let validator = self.compiled(u, list, name, name, schema)?;
         let args: Value = match arguments {
             // The envelope scan already validated this JSON.
             Some(raw) => serde_json::from_slice(raw).map_err(|_| ValidateError::NotAnObject)?,
@@ -64,19 +69,25 @@ impl Schemas {
 
     /// The compiled `outputSchema` of `tool`, if it declares one (MCP-009). One that does not
     /// compile refuses calls, as an input schema does: the result could not be checked.
-    pub fn output(&self, u: usize, tool: &Value) -> Result<Option<Arc<Validator>>, ValidateError> {
+    pub fn output(
+        &self,
+        u: usize,
+        list: &Arc<Vec<Value>>,
+        tool: &Value,
+    ) -> Result<Option<Arc<Validator>>, ValidateError> {
         let Some(schema) = tool.get("outputSchema") else {
             return Ok(None);
         };
         let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
         // Its own cache entry: NUL cannot occur in a valid tool name.
         let key = format!("{name}\0output");
-        self.compiled(u, &key, name, schema).map(Some)
+        self.compiled(u, list, &key, name, schema).map(Some)
     }
 
     fn compiled(
         &self,
         u: usize,
+        list: &Arc<Vec<Value>>,
         key: &str,
         name: &str,
         schema: &Value,
@@ -85,14 +96,27 @@ impl Schemas {
             .by_upstream
             .get(u)
             .ok_or_else(|| ValidateError::UnknownTool(name.to_owned()))?;
+        let at = std::ptr::from_ref(schema) as usize;
         let found = {
             let map = slot.read().unwrap_or_else(|p| p.into_inner());
-            map.get(key)
-                .filter(|c| &c.source == schema)
-                .map(|c| c.validator.clone())
+            map.get(key).and_then(|c| {
+                if Arc::ptr_eq(&c.seen.0, list) && c.seen.1 == at {
+                    Some((c.validator.clone(), true))
+                } else {
+                    (&c.source == schema).then(|| (c.validator.clone(), false))
+                }
+            })
         };
         let validator = match found {
-            Some(v) => v,
+            Some((v, true)) => v,
+            Some((v, false)) => {
+                // The same definition in a newer list: the next call from it takes the short way.
+                let mut map = slot.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(c) = map.get_mut(key).filter(|c| &c.source == schema) {
+                    c.seen = (list.clone(), at);
+                }
+                v
+            }
             None => {
                 let v = compile(schema);
                 if let Err(why) = &v {
@@ -101,6 +125,7 @@ impl Schemas {
                 slot.write().unwrap_or_else(|p| p.into_inner()).insert(
                     key.into(),
                     Compiled {
+                        seen: (list.clone(), at),
                         source: schema.clone(),
                         validator: v.clone(),
                     },
