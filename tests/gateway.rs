@@ -369,7 +369,12 @@ async fn every_rejection_is_refused_audited_and_never_reaches_the_upstream() {
         } else {
             u.clone()
         };
-        let r = send(Method::POST, &url, &headers, case.body.clone()).await;
+        let r = if case.name == "1 MB + 1" {
+            // Refused on its declared length, before a byte of it is read.
+            send_declared_only(&url, &headers, case.body.len()).await
+        } else {
+            send(Method::POST, &url, &headers, case.body.clone()).await
+        };
         assert_eq!(
             r.status.as_u16(),
             case.status,

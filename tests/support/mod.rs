@@ -197,6 +197,82 @@ impl Reply {
     }
 }
 
+/// A POST that declares a `Content-Length` of `declared` bytes in its head and sends none of
+/// them, then reads the answer. For a refusal on the declared length alone: a client that went
+/// on writing a body the gateway will never read can see its write fail (the gateway answers and
+/// closes with the body unread) before it reads the answer, so the exchange is done by hand.
+pub async fn send_declared_only(url: &str, headers: &[(&str, &str)], declared: usize) -> Reply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let uri: http::Uri = url.parse().unwrap();
+    let authority = uri.authority().unwrap().as_str().to_owned();
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nhost: {authority}\r\ncontent-length: {declared}\r\n",
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+    {
+        head.push_str("accept: application/json, text/event-stream\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The head, then as many body bytes as it announces.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (status, headers, body_at) = loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("no answer")
+            .expect("read failed");
+        assert!(n > 0, "connection closed before an answer");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = std::str::from_utf8(&buf[..end]).unwrap();
+            let mut lines = text.split("\r\n");
+            let status: u16 = lines
+                .next()
+                .unwrap()
+                .split(' ')
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut map = HeaderMap::new();
+            for line in lines {
+                let (k, v) = line.split_once(':').unwrap();
+                map.append(
+                    http::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                    v.trim().parse().unwrap(),
+                );
+            }
+            break (StatusCode::from_u16(status).unwrap(), map, end + 4);
+        }
+    };
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a refusal has a content-length");
+    while buf.len() < body_at + length {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("body never came")
+            .expect("read failed");
+        assert!(n > 0, "connection closed inside the body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Reply {
+        status,
+        headers,
+        body: Bytes::copy_from_slice(&buf[body_at..body_at + length]),
+    }
+}
+
 pub async fn send(
     method: Method,
     url: &str,
