@@ -539,6 +539,8 @@ async fn mcp(
             }
             // 11. Route. The hub (`/mcp`, stdio upstreams) terminates MCP: it answers or routes
             //     the message to the upstream that owns it, under the upstream's credentials.
+            // The hub route and the list filter are boxed: inline, their state would double
+            // the size of every request's future (one allocation per hub or list call instead).
             let outcome = if let Some(view) = gw.hub.view(route) {
                 Box::pin(super::hubroute::post(
                     gw,

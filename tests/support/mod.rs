@@ -202,7 +202,7 @@ impl Reply {
 /// on writing a body the gateway will never read can see its write fail (the gateway answers and
 /// closes with the body unread) before it reads the answer, so the exchange is done by hand.
 pub async fn send_declared_only(url: &str, headers: &[(&str, &str)], declared: usize) -> Reply {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let uri: http::Uri = url.parse().unwrap();
     let authority = uri.authority().unwrap().as_str().to_owned();
     let mut head = format!(
@@ -223,54 +223,51 @@ pub async fn send_declared_only(url: &str, headers: &[(&str, &str)], declared: u
     stream.write_all(head.as_bytes()).await.unwrap();
     // The head, then as many body bytes as it announces.
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let (status, headers, body_at) = loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .expect("no answer")
-            .expect("read failed");
-        assert!(n > 0, "connection closed before an answer");
-        buf.extend_from_slice(&chunk[..n]);
+    let end = loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let text = std::str::from_utf8(&buf[..end]).unwrap();
-            let mut lines = text.split("\r\n");
-            let status: u16 = lines
-                .next()
-                .unwrap()
-                .split(' ')
-                .nth(1)
-                .unwrap()
-                .parse()
-                .unwrap();
-            let mut map = HeaderMap::new();
-            for line in lines {
-                let (k, v) = line.split_once(':').unwrap();
-                map.append(
-                    http::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
-                    v.trim().parse().unwrap(),
-                );
-            }
-            break (StatusCode::from_u16(status).unwrap(), map, end + 4);
+            break end;
         }
+        read_more(&mut stream, &mut buf, "answer").await;
     };
+    let text = std::str::from_utf8(&buf[..end]).unwrap();
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (k, v) = line.split_once(':').unwrap();
+        headers.append(
+            http::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+            v.trim().parse().unwrap(),
+        );
+    }
+    let status = StatusCode::from_u16(status).unwrap();
+    let body_at = end + 4;
     let length: usize = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .expect("a refusal has a content-length");
     while buf.len() < body_at + length {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .expect("body never came")
-            .expect("read failed");
-        assert!(n > 0, "connection closed inside the body");
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(&mut stream, &mut buf, "body").await;
     }
     Reply {
         status,
         headers,
         body: Bytes::copy_from_slice(&buf[body_at..body_at + length]),
     }
+}
+
+/// Appends what `stream` sends next to `buf`; panics on a close or a 10 s silence.
+async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, waiting_for: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+        .await
+        .unwrap_or_else(|_| panic!("no {waiting_for} within 10 s"))
+        .expect("read failed");
+    assert!(n > 0, "connection closed before the {waiting_for}");
+    buf.extend_from_slice(&chunk[..n]);
 }
 
 pub async fn send(

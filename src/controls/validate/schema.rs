@@ -97,23 +97,28 @@ impl Schemas {
             .get(u)
             .ok_or_else(|| ValidateError::UnknownTool(name.to_owned()))?;
         let at = std::ptr::from_ref(schema) as usize;
+        // A hit, and whether its entry should take this list as the one it remembers.
         let found = {
             let map = slot.read().unwrap_or_else(|p| p.into_inner());
             map.get(key).and_then(|c| {
                 if Arc::ptr_eq(&c.seen.0, list) && c.seen.1 == at {
-                    Some((c.validator.clone(), true))
+                    Some((c.validator.clone(), false))
                 } else {
-                    (&c.source == schema).then(|| (c.validator.clone(), false))
+                    // The same definition in another list. Adopted only once the remembered
+                    // list is nobody else's (replaced upstream): two lists in use at once (one
+                    // per isolated session) must not take turns at the write lock.
+                    (&c.source == schema)
+                        .then(|| (c.validator.clone(), Arc::strong_count(&c.seen.0) == 1))
                 }
             })
         };
         let validator = match found {
-            Some((v, true)) => v,
-            Some((v, false)) => {
-                // The same definition in a newer list: the next call from it takes the short way.
-                let mut map = slot.write().unwrap_or_else(|p| p.into_inner());
-                if let Some(c) = map.get_mut(key).filter(|c| &c.source == schema) {
-                    c.seen = (list.clone(), at);
+            Some((v, adopt)) => {
+                if adopt {
+                    let mut map = slot.write().unwrap_or_else(|p| p.into_inner());
+                    if let Some(c) = map.get_mut(key).filter(|c| &c.source == schema) {
+                        c.seen = (list.clone(), at);
+                    }
                 }
                 v
             }
