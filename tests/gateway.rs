@@ -106,9 +106,20 @@ async fn demo_upstream_process_through_gateway_and_audit_verifies() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    // Editing a record is caught and named by the CLI.
-    conn.execute("UPDATE audit SET tool = 'place_order' WHERE seq = 4", [])
+    // Editing a record (its tool, the tenth value, in the batch that holds it) is caught and
+    // named by the CLI.
+    let edited = conn
+        .execute(
+            "UPDATE audit_segment SET records = json_set(records, '$[' || (4 - first_seq) || '][9]', 'place_order')
+             WHERE first_seq <= 4 AND first_seq + json_array_length(records) > 4",
+            [],
+        )
         .unwrap();
+    assert_eq!(edited, 1);
+    let tool: String = conn
+        .query_row("SELECT tool FROM audit WHERE seq = 4", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tool, "place_order");
     let out = std::process::Command::new(BIN)
         .args(["audit", "verify", "--db"])
         .arg(gw.db())

@@ -8,6 +8,8 @@
 //! [`verify`]. Secrets never enter a record: only hashes and sizes of message contents.
 
 mod record;
+mod rows;
+mod segments;
 mod sqlite;
 mod text;
 mod verify;

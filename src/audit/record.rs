@@ -19,6 +19,16 @@ pub fn hex_lower(bytes: &[u8]) -> Text {
     Text::copy(std::str::from_utf8(&buf[..bytes.len() * 2]).unwrap_or_default())
 }
 
+/// The chain hash of a record: SHA-256 of the previous record's hash (zeros for the first) and
+/// the record's canonical bytes.
+pub(super) fn link(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(canonical);
+    h.finalize().into()
+}
+
 /// Whether the request was let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,9 +128,9 @@ impl AuditRecord {
         }
     }
 
-    /// The bytes the hash chain covers: the record as JSON with fields in declaration order,
-    /// exactly as `serde_json::to_vec` writes it (the form every existing record was chained
-    /// with; a property test holds the two equal).
+    /// The bytes the hash chain covers in the per-row layouts: the record as a JSON object with
+    /// fields in declaration order, exactly as `serde_json::to_vec` writes it (a property test
+    /// holds the two equal).
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         self.write_canonical(&mut out);
@@ -130,7 +140,18 @@ impl AuditRecord {
     /// Appends [`AuditRecord::canonical`] to `out` (the writer reuses one buffer). Written by
     /// hand because it runs once per request: serde's generic path costs several times more.
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
-        let mut j = CanonicalJson(out);
+        self.write_json(&mut CanonicalJson { out, keys: true });
+    }
+
+    /// Appends the record's values form to `out`: what the segment layout stores and chains. A
+    /// JSON array of the field values in declaration order, written as serde_json writes each
+    /// value; serde reads it back as the record (a derived `Deserialize` accepts a sequence). It
+    /// is the canonical form without the field names, which would be half of every record.
+    pub fn write_values(&self, out: &mut Vec<u8>) {
+        self.write_json(&mut CanonicalJson { out, keys: false });
+    }
+
+    fn write_json(&self, j: &mut CanonicalJson<'_>) {
         j.int("{\"ts_ms\":", self.ts_ms);
         j.str(",\"request_id\":", Some(self.request_id.bytes()));
         j.str(",\"principal\":", Some(self.principal.bytes()));
@@ -159,17 +180,32 @@ impl AuditRecord {
         j.int(",\"duration_us\":", self.duration_us);
         j.int(",\"input_bytes\":", self.input_bytes);
         j.int(",\"output_bytes\":", self.output_bytes);
-        j.0.push(b'}');
+        j.out.push(if j.keys { b'}' } else { b']' });
     }
 }
 
-/// serde_json's compact output for the two value kinds a record has.
-struct CanonicalJson<'a>(&'a mut Vec<u8>);
+/// serde_json's compact output for the two value kinds a record has, as an object (`keys`) or
+/// as an array of the values alone.
+struct CanonicalJson<'a> {
+    out: &'a mut Vec<u8>,
+    keys: bool,
+}
 
 impl CanonicalJson<'_> {
+    /// `key` with its separator (`{"name":` for the first field, `,"name":` after), or in an
+    /// array only the separator (`[`, then `,`).
+    fn key(&mut self, key: &str) {
+        if self.keys {
+            self.out.extend_from_slice(key.as_bytes());
+        } else {
+            self.out
+                .push(if key.starts_with('{') { b'[' } else { b',' });
+        }
+    }
+
     /// `key` (with its separator) then an integer.
     fn int(&mut self, key: &str, v: i64) {
-        self.0.extend_from_slice(key.as_bytes());
+        self.key(key);
         let mut digits = [0u8; 20];
         let mut i = digits.len();
         let mut n = v.unsigned_abs();
@@ -182,20 +218,20 @@ impl CanonicalJson<'_> {
             }
         }
         if v < 0 {
-            self.0.push(b'-');
+            self.out.push(b'-');
         }
-        self.0.extend_from_slice(&digits[i..]);
+        self.out.extend_from_slice(&digits[i..]);
     }
 
     /// `key` (with its separator) then a string, or `null`. Escapes what serde_json escapes:
     /// `"`, `\\` and control characters (short forms where JSON has them, else `\u00xx`).
     fn str(&mut self, key: &str, v: Option<&[u8]>) {
-        self.0.extend_from_slice(key.as_bytes());
+        self.key(key);
         let Some(v) = v else {
-            self.0.extend_from_slice(b"null");
+            self.out.extend_from_slice(b"null");
             return;
         };
-        let out = &mut *self.0;
+        let out = &mut *self.out;
         out.push(b'"');
         let bytes = v;
         // Nearly every value needs no escape; this check has no early exit, so it vectorises.

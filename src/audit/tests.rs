@@ -97,11 +97,30 @@ async fn intact_trail_verifies_and_resumes_across_restarts() {
     assert_eq!(verify(&db, &pubkey).unwrap().records, 105);
 }
 
+/// Changes, in the segment that holds record `seq`, what `set` says; `$I` in it stands for the
+/// record's index in its segment.
+fn edit_segment(db: &Path, seq: i64, set: &str) {
+    let sql = format!(
+        "UPDATE audit_segment SET {} WHERE first_seq <= {seq} AND first_seq + json_array_length(records) > {seq}",
+        set.replace("$I", &format!("({seq} - first_seq)"))
+    );
+    let changed = rusqlite::Connection::open(db)
+        .unwrap()
+        .execute(&sql, [])
+        .unwrap();
+    assert_eq!(changed, 1, "{sql}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn edited_record_is_named() {
     let dir = tmpdir("edited");
     let db = write_trail(&dir, 20, 1000).await;
-    exec(&db, "UPDATE audit SET decision = 'deny' WHERE seq = 8");
+    // The decision is the twelfth value of a record.
+    edit_segment(
+        &db,
+        8,
+        "records = json_set(records, '$[' || $I || '][11]', 'deny')",
+    );
     let err = verify(&db, &dir.join("audit-signing.pub")).unwrap_err();
     assert_eq!(
         err,
@@ -114,15 +133,24 @@ async fn edited_record_is_named() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn deleted_middle_record_is_named() {
+async fn deleted_records_are_named() {
     let dir = tmpdir("deleted");
-    let db = write_trail(&dir, 20, 1000).await;
-    exec(&db, "DELETE FROM audit WHERE seq = 11");
-    let err = verify(&db, &dir.join("audit-signing.pub")).unwrap_err();
-    assert!(matches!(err, VerifyError::Broken { seq: 11, .. }), "{err}");
-    // Renumbering to hide the gap does not help: the next record was chained to the deleted one.
-    exec(&db, "UPDATE audit SET seq = seq - 1 WHERE seq > 11");
-    let err = verify(&db, &dir.join("audit-signing.pub")).unwrap_err();
+    // Three runs: each starts a segment of its own (records 1, 21 and 31 begin one).
+    write_trail(&dir, 20, 1000).await;
+    write_trail(&dir, 10, 1000).await;
+    let db = write_trail(&dir, 10, 1000).await;
+    let pubkey = dir.join("audit-signing.pub");
+    let pristine = std::fs::read(&db).unwrap();
+
+    // A record taken out of the middle of a segment, with its hash: the next one does not
+    // follow the record now before it.
+    edit_segment(
+        &db,
+        11,
+        "records = json_remove(records, '$[' || $I || ']'),
+         hashes = CAST(substr(hashes, 1, 32 * $I) || substr(hashes, 32 * $I + 33) AS BLOB)",
+    );
+    let err = verify(&db, &pubkey).unwrap_err();
     assert!(
         matches!(&err, VerifyError::Modified { seq: 11, request_id } if request_id == "req-11"),
         "{err}"
@@ -130,34 +158,113 @@ async fn deleted_middle_record_is_named() {
     assert!(err
         .to_string()
         .contains("or a record before it was removed"));
+
+    // The last record of a segment taken out, its hash left: the hash has no record.
+    std::fs::write(&db, &pristine).unwrap();
+    edit_segment(&db, 30, "records = json_remove(records, '$[#-1]')");
+    assert!(matches!(
+        verify(&db, &pubkey).unwrap_err(),
+        VerifyError::Modified { seq: 30, .. }
+    ));
+
+    // A whole segment deleted leaves a gap in the numbers ...
+    std::fs::write(&db, &pristine).unwrap();
+    exec(&db, "DELETE FROM audit_segment WHERE first_seq = 21");
+    let err = verify(&db, &pubkey).unwrap_err();
+    assert!(matches!(err, VerifyError::Broken { seq: 21, .. }), "{err}");
+    // ... and renumbering to hide it does not help: the next record was chained to the deleted one.
+    exec(
+        &db,
+        "UPDATE audit_segment SET first_seq = 21 WHERE first_seq = 31",
+    );
+    let err = verify(&db, &pubkey).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::Modified { seq: 21, request_id } if request_id == "req-0"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_new_trail_stores_each_chain_hash_as_32_bytes() {
+async fn a_new_trail_is_stored_in_segments_and_read_per_record_through_the_view() {
     let dir = tmpdir("layout");
     let db = write_trail(&dir, 3, 1000).await;
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let (kind, len): (String, i64) = conn
+    let kind: String = conn
         .query_row(
-            "SELECT typeof(hash), length(hash) FROM audit WHERE seq = 2",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((kind.as_str(), len), ("blob", 32));
-    let legacy: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'prev_hash'",
+            "SELECT type FROM sqlite_master WHERE name = 'audit'",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(legacy, 0);
+    assert_eq!(kind, "view");
+    // The view has the per-row layout's columns and values.
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, ts_ms, request_id, principal, auth_method, client_ip, transport, upstream,
+             http_method, rpc_method, tool, input_hash, decision, control, reason, status,
+             error_code, duration_us, input_bytes, output_bytes, typeof(hash), length(hash)
+             FROM audit ORDER BY seq",
+        )
+        .unwrap();
+    let rows: Vec<(i64, AuditRecord, String, i64)> = stmt
+        .query_map([], |r| {
+            let text = |i| r.get::<_, String>(i).map(Text::from);
+            let opt = |i| r.get::<_, Option<String>>(i).map(|t| t.map(Text::from));
+            Ok((
+                r.get(0)?,
+                AuditRecord {
+                    ts_ms: r.get(1)?,
+                    request_id: text(2)?,
+                    principal: text(3)?,
+                    auth_method: text(4)?,
+                    client_ip: text(5)?,
+                    transport: text(6)?,
+                    upstream: opt(7)?,
+                    http_method: text(8)?,
+                    rpc_method: opt(9)?,
+                    tool: opt(10)?,
+                    input_hash: opt(11)?,
+                    decision: if r.get::<_, String>(12)? == "allow" {
+                        Decision::Allow
+                    } else {
+                        Decision::Deny
+                    },
+                    control: text(13)?,
+                    reason: text(14)?,
+                    status: r.get(15)?,
+                    error_code: opt(16)?,
+                    duration_us: r.get(17)?,
+                    input_bytes: r.get(18)?,
+                    output_bytes: r.get(19)?,
+                },
+                r.get(20)?,
+                r.get(21)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<_> = (0..3)
+        .map(|i| (i as i64 + 1, record(i), "blob".to_owned(), 32))
+        .collect();
+    assert_eq!(rows, expected);
+    drop(stmt);
+    drop(conn);
     // A hash replaced by anything else is an edit, not an error reading the trail.
-    exec(&db, "UPDATE audit SET hash = 'not a hash' WHERE seq = 2");
+    edit_segment(
+        &db,
+        2,
+        "hashes = CAST(substr(hashes, 1, 32 * $I) || zeroblob(32) || substr(hashes, 32 * $I + 33) AS BLOB)",
+    );
     assert!(matches!(
         verify(&db, &dir.join("audit-signing.pub")).unwrap_err(),
         VerifyError::Modified { seq: 2, .. }
+    ));
+    // Records that are not a JSON array are an edit of the segment's first record.
+    exec(&db, "UPDATE audit_segment SET records = 'not json'");
+    assert!(matches!(
+        verify(&db, &dir.join("audit-signing.pub")).unwrap_err(),
+        VerifyError::Modified { seq: 1, .. }
     ));
 }
 
@@ -206,12 +313,56 @@ async fn an_older_trail_is_continued_in_its_own_layout() {
     );
 }
 
-/// The writer binds only the fields that differ from the record the statement inserted just
-/// before; every stored row must still be exactly its own record, whichever fields change from
-/// one record to the next (values, `NULL` and back, decisions, numbers).
+/// The layout of trails written in sessions 10 to 12: a row per record, the chain hash as 32
+/// bytes.
+const BLOB_ROWS_SCHEMA: &str = "CREATE TABLE audit (seq INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL, request_id TEXT NOT NULL, principal TEXT NOT NULL, auth_method TEXT NOT NULL,
+    client_ip TEXT NOT NULL, transport TEXT NOT NULL, upstream TEXT, http_method TEXT NOT NULL,
+    rpc_method TEXT, tool TEXT, input_hash TEXT, decision TEXT NOT NULL, control TEXT NOT NULL,
+    reason TEXT NOT NULL, status INTEGER NOT NULL, error_code TEXT, duration_us INTEGER NOT NULL,
+    input_bytes INTEGER NOT NULL, output_bytes INTEGER NOT NULL, hash BLOB NOT NULL
+);
+CREATE TABLE checkpoint (
+    id INTEGER PRIMARY KEY,
+    record_count INTEGER NOT NULL, head_hash TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+    public_key TEXT NOT NULL, signature TEXT NOT NULL
+);";
+
 #[tokio::test(flavor = "multi_thread")]
-async fn each_row_holds_its_own_record_when_neighbours_share_fields() {
-    let dir = tmpdir("neighbours");
+async fn a_per_row_trail_of_sessions_10_to_12_is_continued_in_its_own_layout() {
+    let dir = tmpdir("blob-rows");
+    exec(&dir.join("audit.db"), BLOB_ROWS_SCHEMA);
+    let db = write_trail(&dir, 10, 1000).await;
+    write_trail(&dir, 5, 1000).await;
+    let pubkey = dir.join("audit-signing.pub");
+    assert_eq!(verify(&db, &pubkey).unwrap().records, 15);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (rows, segments): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM audit WHERE length(hash) = 32),
+                    (SELECT count(*) FROM sqlite_master WHERE name = 'audit_segment')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, segments), (15, 0));
+    drop(conn);
+    exec(&db, "UPDATE audit SET decision = 'deny' WHERE seq = 12");
+    assert!(matches!(
+        verify(&db, &pubkey).unwrap_err(),
+        VerifyError::Modified { seq: 12, .. }
+    ));
+}
+
+/// Every stored record must read back as exactly the record written, whichever fields change
+/// from one record to the next (values, `NULL` and back, decisions, numbers). In the per-row
+/// layout the writer binds only the fields that differ from the record the statement inserted
+/// just before, which this catches when it goes wrong.
+async fn neighbours_read_back(name: &str, schema: Option<&str>) {
+    let dir = tmpdir(name);
+    if let Some(schema) = schema {
+        exec(&dir.join("audit.db"), schema);
+    }
     let records: Vec<AuditRecord> = (0..60)
         .map(|i| AuditRecord {
             principal: if i % 4 < 2 { "alice" } else { "bob" }.into(),
@@ -226,6 +377,7 @@ async fn each_row_holds_its_own_record_when_neighbours_share_fields() {
             status: if i % 6 == 5 { 403 } else { 200 },
             error_code: (i % 6 == 5).then(|| "FORBIDDEN".into()),
             duration_us: (i / 2) as i64,
+            reason: if i % 8 == 3 { "quote \" \\ \n" } else { "ok" }.into(),
             ..record(i)
         })
         .collect();
@@ -255,7 +407,7 @@ async fn each_row_holds_its_own_record_when_neighbours_share_fields() {
     let conn = rusqlite::Connection::open(&cfg.path).unwrap();
     let mut stored = Vec::new();
     super::sqlite::for_each_row(&conn, |row| {
-        stored.push(row.record);
+        stored.push(serde_json::from_slice::<AuditRecord>(&row.canonical.unwrap()).unwrap());
         true
     })
     .unwrap();
@@ -263,10 +415,22 @@ async fn each_row_holds_its_own_record_when_neighbours_share_fields() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn each_record_reads_back_as_written_in_segments() {
+    neighbours_read_back("neighbours-segments", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_row_holds_its_own_record_when_neighbours_share_fields() {
+    neighbours_read_back("neighbours-rows", Some(BLOB_ROWS_SCHEMA)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cut_tail_is_caught_by_the_checkpoint() {
     let dir = tmpdir("tail");
-    let db = write_trail(&dir, 20, 1000).await;
-    exec(&db, "DELETE FROM audit WHERE seq > 15");
+    write_trail(&dir, 15, 1000).await;
+    // A second run: its records begin a segment of their own.
+    let db = write_trail(&dir, 5, 1000).await;
+    exec(&db, "DELETE FROM audit_segment WHERE first_seq > 15");
     let err = verify(&db, &dir.join("audit-signing.pub")).unwrap_err();
     assert_eq!(
         err,
@@ -349,6 +513,26 @@ mod canonical {
         #[test]
         fn canonical_is_serde_json(r in record()) {
             prop_assert_eq!(r.canonical(), serde_json::to_vec(&r).unwrap());
+        }
+
+        /// The segment layout stores the values form: serde reads it back as the same record,
+        /// and it is the canonical form without the field names.
+        #[test]
+        fn values_form_reads_back_as_the_record(r in record()) {
+            let mut values = Vec::new();
+            r.write_values(&mut values);
+            prop_assert_eq!(serde_json::from_slice::<AuditRecord>(&values).unwrap(), r.clone());
+            let keyed: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&r.canonical()).unwrap();
+            let positional: Vec<serde_json::Value> = serde_json::from_slice(&values).unwrap();
+            let names = ["ts_ms", "request_id", "principal", "auth_method", "client_ip",
+                "transport", "upstream", "http_method", "rpc_method", "tool", "input_hash",
+                "decision", "control", "reason", "status", "error_code", "duration_us",
+                "input_bytes", "output_bytes"];
+            prop_assert_eq!(positional.len(), names.len());
+            for (name, v) in names.iter().zip(&positional) {
+                prop_assert_eq!(&keyed[*name], v);
+            }
         }
     }
 

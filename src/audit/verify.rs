@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use sha2::{Digest, Sha256};
 
+use super::record::link;
 use super::sqlite;
 
 /// What an intact trail looks like.
@@ -89,11 +89,10 @@ pub fn verify(db: &Path, pubkey_file: &Path) -> Result<VerifyReport, VerifyError
     let mut failure = None;
     let mut hash_at_checkpoint = None;
     sqlite::for_each_row(&conn, |row| {
-        let rid = row.record.request_id.to_string();
         if row.seq != expected_seq {
             failure = Some(VerifyError::Broken {
                 seq: expected_seq,
-                request_id: rid,
+                request_id: row.request_id,
                 why: "a record is missing before this one",
             });
             return false;
@@ -102,22 +101,19 @@ pub fn verify(db: &Path, pubkey_file: &Path) -> Result<VerifyReport, VerifyError
         if row.prev_hash.is_some_and(|p| p != hex::encode(head)) {
             failure = Some(VerifyError::Broken {
                 seq: row.seq,
-                request_id: rid,
+                request_id: row.request_id,
                 why: "prev_hash does not match the previous record",
             });
             return false;
         }
-        let mut h = Sha256::new();
-        h.update(head);
-        h.update(row.record.canonical());
-        let computed: [u8; 32] = h.finalize().into();
-        if !row.decision_valid || row.hash != Some(computed) {
+        let computed = row.canonical.as_deref().map(|c| link(&head, c));
+        let Some(computed) = computed.filter(|c| row.hash.as_ref() == Some(c)) else {
             failure = Some(VerifyError::Modified {
                 seq: row.seq,
-                request_id: rid,
+                request_id: row.request_id,
             });
             return false;
-        }
+        };
         head = computed;
         if checkpoint
             .as_ref()

@@ -5,10 +5,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer, SigningKey};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::AuditRecord;
+use super::record::{link, AuditRecord};
+use super::rows;
+use super::segments::Segment;
 use super::sqlite::{self, Checkpoint};
 use crate::config::AuditConfig;
 
@@ -182,8 +183,10 @@ struct Chain {
     head: [u8; 32],
     since_checkpoint: u64,
     last_checkpoint: Instant,
-    /// Reused for each record's canonical bytes.
+    /// Reused for each record's canonical bytes (per-row layouts).
     canonical: Vec<u8>,
+    /// Reused for each batch (segment layout).
+    segment: Segment,
 }
 
 impl Chain {
@@ -192,21 +195,29 @@ impl Chain {
     fn append<'r>(&mut self, batch: impl Iterator<Item = &'r AuditRecord>) -> rusqlite::Result<()> {
         let (mut seq, mut head) = (self.seq, self.head);
         let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(sqlite::insert_sql(self.format))?;
-            // A statement taken from the cache starts with no bindings.
-            let mut last = None;
-            for r in batch {
-                self.canonical.clear();
-                r.write_canonical(&mut self.canonical);
-                let mut h = Sha256::new();
-                h.update(head);
-                h.update(&self.canonical);
-                let prev = head;
-                head = h.finalize().into();
-                seq += 1;
-                sqlite::insert(&mut stmt, self.format, seq, r, last, &prev, &head)?;
-                last = Some(r);
+        match self.format {
+            sqlite::Format::Segments => {
+                let segment = &mut self.segment;
+                segment.clear();
+                for r in batch {
+                    head = segment.push(r, &head);
+                    seq += 1;
+                }
+                segment.insert(&tx, self.seq + 1)?;
+            }
+            sqlite::Format::Rows(layout) => {
+                let mut stmt = tx.prepare_cached(rows::insert_sql(layout))?;
+                // A statement taken from the cache starts with no bindings.
+                let mut last = None;
+                for r in batch {
+                    self.canonical.clear();
+                    r.write_canonical(&mut self.canonical);
+                    let prev = head;
+                    head = link(&head, &self.canonical);
+                    seq += 1;
+                    rows::insert(&mut stmt, layout, seq, r, last, &prev, &head)?;
+                    last = Some(r);
+                }
             }
         }
         tx.commit()?;
@@ -251,7 +262,7 @@ impl AuditWriter {
         }
         let (conn, format) = sqlite::open_db(&cfg.path)
             .map_err(|e| format!("audit database {}: {e}", cfg.path.display()))?;
-        let (seq, head) = match sqlite::head(&conn).map_err(|e| e.to_string())? {
+        let (seq, head) = match sqlite::head(&conn, format).map_err(|e| e.to_string())? {
             Some((seq, hash)) => (seq, hash.ok_or("audit head hash is corrupt")?),
             None => (0, [0u8; 32]),
         };
@@ -264,6 +275,7 @@ impl AuditWriter {
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
             canonical: Vec::with_capacity(1024),
+            segment: Segment::default(),
         };
         chain
             .checkpoint()
