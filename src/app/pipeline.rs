@@ -451,7 +451,8 @@ async fn mcp(
                 min_rate: c.min_body_rate,
             };
             let bytes =
-                request_body::read_paced(&parts.headers, body, limits.max_body_bytes, pace).await?;
+                request_body::read_request(&parts.headers, body, limits.max_body_bytes, pace)
+                    .await?;
             trace.input_bytes(bytes.len());
             // 5. Authenticate, body stage: the HMAC signature covers the body; only a verified
             //    request consumes its nonce. → Principal.

@@ -38,20 +38,20 @@ pub struct Pace {
     pub min_rate: u64,
 }
 
-/// [`read`], also refusing a body that arrives slower than `pace`.
+/// [`read`], also refusing a body that arrives slower than `pace`. The body is borrowed, so that
+/// after a refusal for size the caller can [`linger`] on the rest of it.
 pub async fn read_paced<B>(
     headers: &HeaderMap,
-    body: B,
+    body: &mut B,
     limit: usize,
     pace: Pace,
 ) -> Result<Bytes, BodyError>
 where
-    B: http_body::Body<Data = Bytes>,
+    B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     check_headers(headers, limit)?;
     let start = tokio::time::Instant::now();
-    let mut body = std::pin::pin!(body);
     let mut received: u64 = 0;
     let mut chunks: Vec<Bytes> = Vec::new();
     loop {
@@ -85,6 +85,57 @@ where
         1 => chunks.pop().unwrap_or_default(),
         _ => Bytes::from(chunks.concat()),
     })
+}
+
+/// How long the gateway goes on reading a body it refused for its size.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`read_paced`] for a request's own body: after a refusal for size, the rest of the body
+/// (up to twice the limit more) is read in the background by [`linger`], so that a client still
+/// writing it gets the 413 rather than a reset connection.
+pub async fn read_request<B>(
+    headers: &HeaderMap,
+    mut body: B,
+    limit: usize,
+    pace: Pace,
+) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let read = read_paced(headers, &mut body, limit, pace).await;
+    if matches!(read, Err(BodyError::TooLarge(_))) {
+        tokio::spawn(linger(body, 2 * limit as u64, LINGER));
+    }
+    read
+}
+
+/// Reads and discards what is left of a body refused for its size, up to `max_bytes` more or
+/// until `within` has passed, whichever comes first.
+///
+/// Why: the refusal (413) is sent at once, but a client is usually still writing its body, and
+/// closing a connection with received data unread makes the kernel reset it; the reset can
+/// destroy the answer before the client reads it, so the client sees a broken connection
+/// instead of the 413. Reading the rest lets the connection end cleanly (or even stay open for
+/// the next request). Both bounds keep it from becoming a way to hold a connection or to make
+/// the gateway read without limit: past them, the connection is closed as before.
+pub async fn linger<B>(mut body: B, max_bytes: u64, within: std::time::Duration)
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let drain = async {
+        let mut discarded: u64 = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                discarded += data.len() as u64;
+                if discarded > max_bytes {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, drain).await;
 }
 
 /// Refuses encodings the gateway cannot inspect, and a declared length over the limit.
@@ -144,6 +195,60 @@ mod tests {
             read(&h, Full::new(Bytes::new()), 1 << 20).await,
             Err(BodyError::TooLarge(_))
         ));
+    }
+
+    /// A body counting the bytes taken from it.
+    fn counted(
+        n: usize,
+        taken: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> impl http_body::Body<Data = Bytes, Error = std::io::Error> + Unpin {
+        let chunks = stream::iter((0..n).map(move |_| {
+            taken.fetch_add(1000, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(vec![b'x'; 1000])))
+        }));
+        StreamBody::new(chunks)
+    }
+
+    #[tokio::test]
+    async fn lingering_reads_the_rest_of_a_refused_body_within_its_bounds() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, "50000".parse().unwrap());
+        let pace = Pace {
+            grace: std::time::Duration::from_secs(5),
+            min_rate: 1,
+        };
+        // Refused on its declared length without reading any of it; then drained to its end.
+        let taken = Arc::new(AtomicUsize::new(0));
+        let mut body = counted(50, taken.clone());
+        assert!(matches!(
+            read_paced(&h, &mut body, 10_000, pace).await,
+            Err(BodyError::TooLarge(10_000))
+        ));
+        assert_eq!(taken.load(Ordering::SeqCst), 0);
+        linger(body, 100_000, std::time::Duration::from_secs(5)).await;
+        assert_eq!(taken.load(Ordering::SeqCst), 50_000);
+        // A body longer than the lingering budget is read only just past it.
+        let taken = Arc::new(AtomicUsize::new(0));
+        linger(
+            counted(500, taken.clone()),
+            100_000,
+            std::time::Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(taken.load(Ordering::SeqCst), 101_000);
+        // A body that stops arriving is given up at the deadline (here 50 ms; the outer
+        // bound only keeps a broken build from hanging the suite).
+        let stalled = StreamBody::new(stream::pending::<
+            Result<http_body::Frame<Bytes>, std::io::Error>,
+        >());
+        let given_up = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            linger(stalled, 100_000, std::time::Duration::from_millis(50)),
+        )
+        .await;
+        assert!(given_up.is_ok());
     }
 
     #[tokio::test]

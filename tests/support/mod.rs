@@ -197,65 +197,97 @@ impl Reply {
     }
 }
 
-/// A POST that declares a `Content-Length` of `declared` bytes in its head and sends none of
-/// them, then reads the answer. For a refusal on the declared length alone: a client that went
-/// on writing a body the gateway will never read can see its write fail (the gateway answers and
-/// closes with the body unread) before it reads the answer, so the exchange is done by hand.
-pub async fn send_declared_only(url: &str, headers: &[(&str, &str)], declared: usize) -> Reply {
-    use tokio::io::AsyncWriteExt;
-    let uri: http::Uri = url.parse().unwrap();
-    let authority = uri.authority().unwrap().as_str().to_owned();
-    let mut head = format!(
-        "POST {} HTTP/1.1\r\nhost: {authority}\r\ncontent-length: {declared}\r\n",
-        uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
-    {
-        head.push_str("accept: application/json, text/event-stream\r\n");
-    }
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    // The head, then as many body bytes as it announces.
-    let mut buf = Vec::new();
-    let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
+/// One HTTP/1.1 connection driven by hand: a test decides when each byte is written and when
+/// the answer is read (e.g. part of a body, then the answer, then the rest of the body).
+pub struct RawConn {
+    stream: tokio::net::TcpStream,
+    authority: String,
+    path: String,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub async fn connect(url: &str) -> RawConn {
+        let uri: http::Uri = url.parse().unwrap();
+        let authority = uri.authority().unwrap().as_str().to_owned();
+        RawConn {
+            stream: tokio::net::TcpStream::connect(&authority).await.unwrap(),
+            path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            authority,
+            buf: Vec::new(),
         }
-        read_more(&mut stream, &mut buf, "answer").await;
-    };
-    let text = std::str::from_utf8(&buf[..end]).unwrap();
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut headers = HeaderMap::new();
-    for line in lines {
-        let (k, v) = line.split_once(':').unwrap();
-        headers.append(
-            http::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
-            v.trim().parse().unwrap(),
+    }
+
+    /// Writes a POST head declaring `declared` body bytes (and an MCP `Accept` unless given).
+    pub async fn head(&mut self, headers: &[(&str, &str)], declared: usize) {
+        let mut head = format!(
+            "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-length: {declared}\r\n",
+            self.path, self.authority
         );
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+        {
+            head.push_str("accept: application/json, text/event-stream\r\n");
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.write(head.as_bytes()).await.unwrap();
     }
-    let status = StatusCode::from_u16(status).unwrap();
-    let body_at = end + 4;
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .expect("a refusal has a content-length");
-    while buf.len() < body_at + length {
-        read_more(&mut stream, &mut buf, "body").await;
+
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await
     }
-    Reply {
-        status,
-        headers,
-        body: Bytes::copy_from_slice(&buf[body_at..body_at + length]),
+
+    /// Reads one answer (a head, then as many body bytes as it announces).
+    pub async fn reply(&mut self) -> Reply {
+        let end = loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            read_more(&mut self.stream, &mut self.buf, "answer").await;
+        };
+        let text = std::str::from_utf8(&self.buf[..end]).unwrap();
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            let (k, v) = line.split_once(':').unwrap();
+            headers.append(
+                http::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                v.trim().parse().unwrap(),
+            );
+        }
+        let status = StatusCode::from_u16(status).unwrap();
+        let body_at = end + 4;
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("an answer with a content-length");
+        while self.buf.len() < body_at + length {
+            read_more(&mut self.stream, &mut self.buf, "body").await;
+        }
+        let body = Bytes::copy_from_slice(&self.buf[body_at..body_at + length]);
+        self.buf.drain(..body_at + length);
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
+}
+
+/// A POST that declares a `Content-Length` of `declared` bytes in its head and sends none of
+/// them, then reads the answer: for a refusal on the declared length alone.
+pub async fn send_declared_only(url: &str, headers: &[(&str, &str)], declared: usize) -> Reply {
+    let mut conn = RawConn::connect(url).await;
+    conn.head(headers, declared).await;
+    conn.reply().await
 }
 
 /// Appends what `stream` sends next to `buf`; panics on a close or a 10 s silence.
@@ -276,6 +308,18 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Reply {
+    try_send(method, url, headers, body)
+        .await
+        .expect("request failed")
+}
+
+/// [`send`], for a request whose connection may fail.
+pub async fn try_send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Reply, String> {
     let client = palisade::upstream::client(Duration::from_secs(2));
     let mut b = Request::builder().method(method).uri(url);
     let mut has_accept = false;
@@ -289,13 +333,13 @@ pub async fn send(
     let resp = client
         .request(b.body(Full::new(body.into())).unwrap())
         .await
-        .expect("request failed");
+        .map_err(|e| e.to_string())?;
     let (parts, body) = resp.into_parts();
-    Reply {
+    Ok(Reply {
         status: parts.status,
         headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+        body: body.collect().await.map_err(|e| e.to_string())?.to_bytes(),
+    })
 }
 
 pub async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
