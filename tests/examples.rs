@@ -187,17 +187,19 @@ async fn seed000_orders_need_the_agents_token_and_its_signature() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
-/// Serves an example with the test environment; returns the process and its address.
-fn serve_example(name: &str, vars: &Pairs) -> (Proc, String) {
+/// Serves an example with the test environment; returns the process with its data directory
+/// (the process is stopped before the directory goes), and its address.
+fn serve_example(name: &str, vars: &Pairs) -> ((Proc, Scratch), String) {
     let data = tmpdir(&format!("example-{name}"));
-    spawn_listening(
+    let (proc, addr) = spawn_listening(
         Command::new(BIN)
             .args(["serve", "--config", &example(name)])
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "warn"),
-    )
+    );
+    ((proc, data), addr)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -73,7 +73,7 @@ async fn a_failing_upstream_opens_its_breaker_and_recovers_through_half_open() {
 
     let _ = stop.send(());
     task.await.unwrap();
-    let conn = rusqlite::Connection::open(db).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
     let mut stmt = conn
         .prepare("SELECT reason FROM audit WHERE control = 'breaker' ORDER BY seq")
         .unwrap();
@@ -183,7 +183,7 @@ async fn an_upstream_429_is_backed_off_without_resending() {
 
     let _ = stop.send(());
     task.await.unwrap();
-    let conn = rusqlite::Connection::open(db).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
     let held: i64 = conn
         .query_row(
             "SELECT count(*) FROM audit WHERE control = 'outbound' AND reason = 'upstream_backoff' AND status = 429",

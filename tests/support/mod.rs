@@ -19,11 +19,58 @@ pub mod hub;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 
-pub fn tmpdir(name: &str) -> PathBuf {
+fn fresh_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("palisade-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// A test's scratch directory, `$TMPDIR/palisade-it-<name>-<pid>`: removed when dropped by a
+/// passing test, kept by a failing one for the post-mortem.
+pub struct Scratch(PathBuf);
+
+pub fn tmpdir(name: &str) -> Scratch {
+    Scratch(fresh_dir(name))
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A file in a [`Scratch`] directory, which goes with it.
+pub struct ScratchFile {
+    path: PathBuf,
+    _dir: Scratch,
+}
+
+impl AsRef<std::path::Path> for ScratchFile {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
 }
 
 /// A child process killed on drop.
@@ -99,7 +146,7 @@ impl Gateway {
         } else {
             format!("{config}{NO_AUTO_BLOCK}")
         };
-        let dir = tmpdir(name);
+        let dir = fresh_dir(name);
         let path = dir.join("palisade.toml");
         std::fs::write(
             &path,
@@ -627,14 +674,15 @@ where
 }
 
 /// A gateway served in this process on `clock` (so tests move time instead of sleeping):
-/// its MCP URL for route `s`, its audit database, and a sender that stops it.
+/// its MCP URL for route `s`, its audit database (its directory removed with it), and a sender
+/// that stops it.
 pub async fn in_process(
     name: &str,
     toml: &str,
     clock: &palisade::clock::ManualClock,
 ) -> (
     String,
-    std::path::PathBuf,
+    ScratchFile,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
@@ -652,5 +700,9 @@ pub async fn in_process(
     let task = tokio::spawn(running.serve(async {
         let _ = stopped.await;
     }));
-    (url, dir.join("data").join("audit.db"), stop, task)
+    let db = ScratchFile {
+        path: dir.join("data").join("audit.db"),
+        _dir: dir,
+    };
+    (url, db, stop, task)
 }

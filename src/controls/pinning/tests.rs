@@ -14,7 +14,25 @@ fn cfg(dir: &std::path::Path, mode: PinMode, suspicious: Suspicious) -> PinningC
     c
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
+/// A scratch directory, removed when a passing test drops it.
+struct Scratch(std::path::PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::PathBuf;
+    fn deref(&self) -> &std::path::PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn tmp(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!(
         "palisade-pins-{name}-{}-{}",
         std::process::id(),
@@ -22,7 +40,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 fn pins(c: PinningConfig, audit: AuditHandle) -> Pins {
@@ -234,7 +252,8 @@ async fn flagged_definitions_are_withheld_when_configured() {
     assert_eq!(verdict(&p, &l, "order"), Verdict::Pass);
     // Flag mode: shown, still reported.
     let (audit, events) = AuditHandle::for_tests();
-    let flag = pins(cfg(&tmp("flag"), PinMode::Tofu, Suspicious::Flag), audit);
+    let flag_dir = tmp("flag");
+    let flag = pins(cfg(&flag_dir, PinMode::Tofu, Suspicious::Flag), audit);
     assert_eq!(verdict(&flag, &l, "order"), Verdict::Pass);
     for _ in 0..100 {
         if events.load(Ordering::SeqCst) >= 1 {
@@ -333,5 +352,4 @@ fn an_approval_survives_the_gateways_concurrent_writes() {
         .upstreams
         .values()
         .all(|t| t.is_empty()));
-    let _ = std::fs::remove_dir_all(&dir);
 }
