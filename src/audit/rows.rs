@@ -36,7 +36,6 @@ pub(super) fn insert_sql(layout: RowHashes) -> &'static str {
 /// statement without clearing them), so a field equal to `last`'s is not bound again: most
 /// consecutive records share principal, route, method, tool and outcome, and each text binding
 /// is a copy inside SQLite (`rusqlite` binds as `SQLITE_TRANSIENT`).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn insert(
     stmt: &mut rusqlite::Statement<'_>,
     layout: RowHashes,

@@ -28,7 +28,7 @@ pub enum Format {
 /// Opens (creating if needed) the audit database, and says which layout it has.
 ///
 /// Durability: WAL with `synchronous=NORMAL`. A commit is written to the WAL but not fsynced (the
-/// WAL is synced when it is checkpointed into the database, about every 1000 pages), so a power
+/// WAL is synced when it is checkpointed into the database, about every 4–8 MB), so a power
 /// loss or OS crash can lose the transactions since the last checkpoint; a process crash loses
 /// nothing committed. The writer commits a batch at most `BATCH_WINDOW` (10 ms) after its first
 /// record arrived. Readers (`palisade audit verify`, SQL through the `audit` view) can open the
@@ -40,7 +40,9 @@ pub fn open_db(path: &Path) -> rusqlite::Result<(Connection, Format)> {
     let conn = Connection::open(path)?;
     // Large pages for a new database (an existing one keeps its size): a segment is tens of
     // kilobytes, and SQLite writes each page to the WAL with its own system calls.
-    conn.execute_batch("PRAGMA page_size=65536; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=128;")?;
+    conn.execute_batch(
+        "PRAGMA page_size=65536; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )?;
     conn.execute_batch(CHECKPOINT_SCHEMA)?;
     let format = match format(&conn)? {
         Some(f) => f,
@@ -49,6 +51,11 @@ pub fn open_db(path: &Path) -> rusqlite::Result<(Connection, Format)> {
             Format::Segments
         }
     };
+    if format == Format::Segments {
+        // 128 of its 64 KB pages: an 8 MB WAL, about what SQLite's default of 1000 pages gives
+        // the 4 KB pages of older trails.
+        conn.execute_batch("PRAGMA wal_autocheckpoint=128;")?;
+    }
     Ok((conn, format))
 }
 

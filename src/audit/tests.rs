@@ -321,11 +321,6 @@ const BLOB_ROWS_SCHEMA: &str = "CREATE TABLE audit (seq INTEGER PRIMARY KEY,
     rpc_method TEXT, tool TEXT, input_hash TEXT, decision TEXT NOT NULL, control TEXT NOT NULL,
     reason TEXT NOT NULL, status INTEGER NOT NULL, error_code TEXT, duration_us INTEGER NOT NULL,
     input_bytes INTEGER NOT NULL, output_bytes INTEGER NOT NULL, hash BLOB NOT NULL
-);
-CREATE TABLE checkpoint (
-    id INTEGER PRIMARY KEY,
-    record_count INTEGER NOT NULL, head_hash TEXT NOT NULL, ts_ms INTEGER NOT NULL,
-    public_key TEXT NOT NULL, signature TEXT NOT NULL
 );";
 
 #[tokio::test(flavor = "multi_thread")]

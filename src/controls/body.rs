@@ -101,7 +101,6 @@ pub async fn read_request<B>(
 ) -> Result<Bytes, BodyError>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let read = read_paced(headers, &mut body, limit, pace).await;
